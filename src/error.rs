@@ -1,0 +1,42 @@
+//! Every error a SHIELD command can answer, with the exact reply text.
+//!
+//! Wrong arity is not here: it is answered with the server's own
+//! wrong-number-of-arguments error (`RedisModule_WrongArity`).
+
+use thiserror::Error;
+
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum ShieldError {
+    /// Not a canonical decimal integer >= 1 (floats, signs, zero, spaces,
+    /// empty strings, garbage all land here).
+    #[error("ERR {0} is not a positive integer")]
+    NotPositiveInteger(&'static str),
+
+    /// A well-formed integer above the documented maximum.
+    #[error("ERR {name} is out of range (1 to {max})")]
+    OutOfRange { name: &'static str, max: u64 },
+
+    /// The key holds a list, hash, set, ... instead of a string.
+    #[error("WRONGTYPE Operation against a key holding the wrong kind of value")]
+    WrongType,
+
+    /// The key holds a string that is neither a 2.x nor a 1.x bucket.
+    #[error("ERR the key holds a string that is not a redis-shield bucket")]
+    NotABucket,
+
+    /// A 2.x bucket value whose expiry was removed (PERSIST) or set to a
+    /// time no bucket can have: its state cannot be trusted.
+    #[error(
+        "ERR the bucket key's expiry was changed outside redis-shield; refusing to guess its state"
+    )]
+    BadExpiry,
+
+    /// The server refused a write to the key (should not happen on a
+    /// writable master; answered instead of an admission).
+    #[error("ERR could not {0} the bucket key")]
+    Storage(&'static str),
+
+    /// A bug: a panic caught at the command boundary.
+    #[error("ERR internal error in redis-shield (please report it): {0}")]
+    Internal(String),
+}

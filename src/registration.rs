@@ -1,0 +1,133 @@
+//! Command registration, the panic guard at the handler boundary, command
+//! docs and key specs, and the INFO section.
+
+use std::ffi::CStr;
+use std::os::raw::c_int;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use redis_module::raw;
+
+use crate::error::ShieldError;
+use crate::server_api::{reply_error, reply_integer, reply_wrong_arity, Ctx, RStr};
+use crate::{absorb_command, stats};
+
+/// What a command handler produces before it is turned into a reply.
+pub enum Outcome {
+    Integer(i64),
+    WrongArity,
+}
+
+/// Runs a command body under the panic guard and sends its reply. A panic
+/// becomes an error reply: the server keeps running.
+fn guarded(
+    ctx: Ctx,
+    argv: *mut RStr,
+    argc: c_int,
+    body: fn(Ctx, &[RStr]) -> Result<Outcome, ShieldError>,
+) -> c_int {
+    stats::count(&stats::CALLS, 1);
+    let args: &[RStr] = match usize::try_from(argc) {
+        // SAFETY: the server passes argc valid argument pointers.
+        Ok(n) if !argv.is_null() => unsafe { std::slice::from_raw_parts(argv, n) },
+        _ => &[],
+    };
+    let result = catch_unwind(AssertUnwindSafe(|| body(ctx, args))).unwrap_or_else(|panic| {
+        stats::count(&stats::PANICS, 1);
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "panic".to_owned());
+        Err(ShieldError::Internal(what))
+    });
+    match result {
+        Ok(Outcome::Integer(n)) => reply_integer(ctx, n),
+        Ok(Outcome::WrongArity) => {
+            stats::count(&stats::ERRORS, 1);
+            reply_wrong_arity(ctx)
+        }
+        Err(e) => {
+            stats::count(&stats::ERRORS, 1);
+            reply_error(ctx, &e.to_string())
+        }
+    }
+}
+
+fn absorb_body(ctx: Ctx, argv: &[RStr]) -> Result<Outcome, ShieldError> {
+    if !(4..=5).contains(&argv.len()) {
+        return Ok(Outcome::WrongArity);
+    }
+    absorb_command::run(ctx, argv).map(Outcome::Integer)
+}
+
+extern "C" fn absorb_handler(ctx: Ctx, argv: *mut RStr, argc: c_int) -> c_int {
+    guarded(ctx, argv, argc, absorb_body)
+}
+
+/// Registers every command; called from the module's OnLoad.
+pub fn register_commands(ctx: Ctx) -> Result<(), String> {
+    create_command(
+        ctx,
+        c"SHIELD.absorb",
+        absorb_handler,
+        c"write deny-oom fast",
+        1,
+        1,
+        1,
+    )?;
+    crate::command_info::describe_absorb(ctx);
+    Ok(())
+}
+
+fn create_command(
+    ctx: Ctx,
+    name: &'static CStr,
+    handler: extern "C" fn(Ctx, *mut RStr, c_int) -> c_int,
+    flags: &'static CStr,
+    first_key: c_int,
+    last_key: c_int,
+    key_step: c_int,
+) -> Result<(), String> {
+    // SAFETY: called from OnLoad with the module's context.
+    let created = unsafe {
+        let Some(create) = raw::RedisModule_CreateCommand else {
+            return Err("RedisModule_CreateCommand is missing".into());
+        };
+        create(
+            ctx,
+            name.as_ptr(),
+            Some(handler),
+            flags.as_ptr(),
+            first_key,
+            last_key,
+            key_step,
+        )
+    };
+    if created == raw::REDISMODULE_OK as c_int {
+        Ok(())
+    } else {
+        Err(format!(
+            "could not create command {}",
+            name.to_string_lossy()
+        ))
+    }
+}
+
+/// Fills the `shield_stats` section of `INFO` (`INFO shield` shows it).
+pub fn add_info(ctx: *mut raw::RedisModuleInfoCtx) {
+    // SAFETY: ctx is the INFO callback's context.
+    unsafe {
+        let (Some(section), Some(field)) = (
+            raw::RedisModule_InfoAddSection,
+            raw::RedisModule_InfoAddFieldULongLong,
+        ) else {
+            return;
+        };
+        if section(ctx, c"stats".as_ptr()) != raw::REDISMODULE_OK as c_int {
+            return;
+        }
+        for (name, value) in stats::snapshot() {
+            field(ctx, name.as_ptr(), value);
+        }
+    }
+}
