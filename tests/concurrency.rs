@@ -1,0 +1,71 @@
+//! Many clients on one key: exactly `capacity` tokens in total.
+
+mod common;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use common::{absorb, Server, ServerOptions};
+
+#[test]
+fn concurrent_clients_on_one_key_admit_exactly_capacity() {
+    let s = Server::start(ServerOptions::default());
+    // Refill of 1000 tokens per ~31 years: nothing refills during the test.
+    let (capacity, period) = (1_000u64, 1_000_000_000u64);
+    let admitted = Arc::new(AtomicU64::new(0));
+    let denied = Arc::new(AtomicU64::new(0));
+    let threads: Vec<_> = (0..16)
+        .map(|_| {
+            let mut c = s.conn();
+            let admitted = Arc::clone(&admitted);
+            let denied = Arc::clone(&denied);
+            std::thread::spawn(move || {
+                for _ in 0..150 {
+                    if absorb(&mut c, "shared", capacity, period, None) >= 0 {
+                        admitted.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        denied.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("client thread");
+    }
+    assert_eq!(admitted.load(Ordering::Relaxed), capacity);
+    assert_eq!(denied.load(Ordering::Relaxed), 16 * 150 - capacity);
+}
+
+#[test]
+fn concurrent_multi_token_calls_never_overdraw() {
+    let s = Server::start(ServerOptions::default());
+    let (capacity, period) = (997u64, 1_000_000_000u64);
+    let taken = Arc::new(AtomicU64::new(0));
+    let threads: Vec<_> = (0..8u64)
+        .map(|i| {
+            let mut c = s.conn();
+            let taken = Arc::clone(&taken);
+            std::thread::spawn(move || {
+                let n = 1 + i % 5;
+                for _ in 0..100 {
+                    if absorb(&mut c, "multi", capacity, period, Some(n)) >= 0 {
+                        taken.fetch_add(n, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("client thread");
+    }
+    let taken = taken.load(Ordering::Relaxed);
+    let mut c = s.conn();
+    // Whatever is left, plus what was taken, is the capacity: nothing lost,
+    // nothing created.
+    let mut left = 0;
+    while absorb(&mut c, "multi", capacity, period, Some(1)) >= 0 {
+        left += 1;
+    }
+    assert_eq!(taken + left, capacity);
+}

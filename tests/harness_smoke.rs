@@ -1,0 +1,82 @@
+//! Smoke tests of the integration-test harness itself (tests/common).
+mod common;
+
+use common::{server_version_info, Server, ServerOptions};
+use std::collections::HashMap;
+
+#[test]
+fn server_starts_without_module() {
+    let server = Server::start(ServerOptions::default().without_module());
+    let mut c = server.conn();
+    let pong: String = redis::cmd("PING").query(&mut c).unwrap();
+    assert_eq!(pong, "PONG");
+    let (flavor, version) = server_version_info(&mut c);
+    eprintln!(
+        "server under test: {flavor} {version} (pid {:?}, port {})",
+        server.pid(),
+        server.port()
+    );
+    assert!(flavor == "redis" || flavor == "valkey");
+    assert!(!version.is_empty());
+}
+
+#[test]
+fn server_starts_with_module_loaded() {
+    let server = Server::start(ServerOptions::default());
+    let mut c = server.conn();
+    let modules: Vec<HashMap<String, redis::Value>> =
+        redis::cmd("MODULE").arg("LIST").query(&mut c).unwrap();
+    let names: Vec<String> = modules
+        .iter()
+        .filter_map(|m| redis::from_redis_value_ref(m.get("name")?).ok())
+        .collect();
+    assert!(
+        names.iter().any(|n| n == "shield"),
+        "MODULE LIST: {names:?}"
+    );
+}
+
+#[test]
+fn restart_keeps_data_with_aof() {
+    let mut server = Server::start(ServerOptions::default().without_module().appendonly(true));
+    let mut c = server.conn();
+    let _: () = redis::cmd("SET")
+        .arg("harness:key")
+        .arg("kept")
+        .query(&mut c)
+        .unwrap();
+    let old_pid = server.pid();
+    server.restart();
+    assert_ne!(server.pid(), old_pid, "restart must start a new process");
+    let mut c = server.conn();
+    let v: Option<String> = redis::cmd("GET").arg("harness:key").query(&mut c).unwrap();
+    assert_eq!(v.as_deref(), Some("kept"), "log:\n{}", server.log_tail());
+}
+
+#[test]
+fn replica_syncs_from_master() {
+    let master = Server::start(ServerOptions::default().without_module());
+    let replica = Server::start(
+        ServerOptions::default()
+            .without_module()
+            .replica_of(master.port()),
+    );
+    common::wait_for_replication(&master, &replica);
+    let _: () = redis::cmd("SET")
+        .arg("k")
+        .arg("v")
+        .query(&mut master.conn())
+        .unwrap();
+    let mut rc = replica.conn();
+    common::wait_until(
+        std::time::Duration::from_secs(10),
+        "key to replicate",
+        || {
+            redis::cmd("GET")
+                .arg("k")
+                .query::<Option<String>>(&mut rc)
+                .unwrap()
+                .is_some()
+        },
+    );
+}
