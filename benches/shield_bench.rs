@@ -1,0 +1,2 @@
+//! Side-by-side benchmark (work in progress).
+fn main() {}
