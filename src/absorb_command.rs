@@ -1,38 +1,63 @@
-//! `SHIELD.absorb <key> <capacity> <period> [<tokens>]`.
+//! `SHIELD.absorb <key> <capacity> <period> [<tokens>] [WITHDETAILS]`.
 
 use crate::args::parse_bucket;
-use crate::bucket::{absorb, Decision};
+use crate::bucket::{absorb_with_details, Decision};
 use crate::error::ShieldError;
-use crate::keyspace::BucketKey;
+use crate::keyspace::{Access, BucketKey};
+use crate::reply::{int, ms_or_never, Reply};
 use crate::server_api::{bytes, now_ms, Ctx, RStr};
 use crate::stats;
 use crate::stored_state;
 
-/// The reply of an absorb: whole tokens left, or -1 when denied.
-pub fn run(ctx: Ctx, argv: &[RStr]) -> Result<i64, ShieldError> {
-    let (Some(&key_name), Some(&capacity), Some(&period)) = (argv.get(1), argv.get(2), argv.get(3))
-    else {
-        return Err(ShieldError::Internal("arity not checked".into()));
+const WITHDETAILS: &[u8] = b"WITHDETAILS";
+
+/// Integer reply (tokens left, -1 when denied), or with `WITHDETAILS`
+/// `[admitted 1|0, tokens left, retry-after ms, reset-after ms]`.
+pub fn run(ctx: Ctx, argv: &[RStr]) -> Result<Reply, ShieldError> {
+    let (key_name, capacity, period, rest) = match argv {
+        [_, key, capacity, period, rest @ ..] if rest.len() <= 2 => {
+            (*key, *capacity, *period, rest)
+        }
+        _ => return Ok(Reply::WrongArity),
     };
-    let args = parse_bucket(
-        bytes(capacity),
-        bytes(period),
-        argv.get(4).map(|&t| bytes(t)),
-    )?;
+    let is_keyword = |s: &RStr| bytes(*s).eq_ignore_ascii_case(WITHDETAILS);
+    let (tokens, with_details) = match rest {
+        [] => (None, false),
+        [last] if is_keyword(last) => (None, true),
+        [tokens] => (Some(bytes(*tokens)), false),
+        [tokens, last] if is_keyword(last) => (Some(bytes(*tokens)), true),
+        _ => {
+            return Err(ShieldError::Syntax(
+                "the only option after tokens is WITHDETAILS",
+            ))
+        }
+    };
+    let args = parse_bucket(bytes(capacity), bytes(period), tokens)?;
     let limit = args.limit;
     let now = limit.ms_to_ticks(now_ms()?);
-    let mut key = BucketKey::open_writable(ctx, key_name)?;
+    let mut key = BucketKey::open(ctx, key_name, Access::Write)?;
     let full_at = key.full_at(&limit, now)?;
-    match absorb(&limit, full_at, now, args.tokens) {
-        Decision::Admitted { full_at, remaining } => {
+    let details = absorb_with_details(&limit, full_at, now, args.tokens);
+    let admitted = match details.decision {
+        Decision::Admitted { full_at, .. } => {
             key.store(&stored_state::encode(&limit, full_at)?)?;
             stats::count(&stats::ADMITTED, 1);
             stats::count(&stats::TOKENS_ABSORBED, args.tokens);
-            Ok(i64::try_from(remaining).unwrap_or(i64::MAX))
+            true
         }
         Decision::Denied { .. } => {
             stats::count(&stats::DENIED, 1);
-            Ok(-1)
+            false
         }
-    }
+    };
+    Ok(match (with_details, admitted) {
+        (false, true) => Reply::Integer(int(details.remaining)),
+        (false, false) => Reply::Integer(-1),
+        (true, _) => Reply::Integers([
+            i64::from(admitted),
+            int(details.remaining),
+            ms_or_never(details.retry_after_ms),
+            int(details.reset_after_ms),
+        ]),
+    })
 }

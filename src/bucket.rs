@@ -167,6 +167,118 @@ pub fn ms_until_available(
     Some(ceil_div(wait_ticks, limit.ticks_per_ms()))
 }
 
+/// Everything a gateway needs to answer a request: the decision, whole
+/// tokens left (after the call when admitted, available now when denied),
+/// milliseconds to wait before a retry of the same call can be admitted
+/// (`Some(0)` when admitted, `None` when never: more than the capacity), and
+/// milliseconds until the bucket is full again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Details {
+    pub decision: Decision,
+    pub remaining: u64,
+    pub retry_after_ms: Option<u64>,
+    pub reset_after_ms: u64,
+}
+
+/// [`absorb`] with the full answer.
+pub fn absorb_with_details(
+    limit: &Limit,
+    full_at: Option<Ticks>,
+    now: Ticks,
+    tokens: u64,
+) -> Details {
+    let decision = absorb(limit, full_at, now, tokens);
+    match decision {
+        Decision::Admitted {
+            full_at: after,
+            remaining,
+        } => Details {
+            decision,
+            remaining,
+            retry_after_ms: Some(0),
+            reset_after_ms: ms_until_full(limit, Some(after), now),
+        },
+        Decision::Denied { available } => Details {
+            decision,
+            remaining: available,
+            retry_after_ms: ms_until_available(limit, full_at, now, tokens),
+            reset_after_ms: ms_until_full(limit, full_at, now),
+        },
+    }
+}
+
+/// A read-only view of a bucket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Inspection {
+    /// Whole tokens that can be taken now.
+    pub available: u64,
+    pub capacity: u64,
+    /// Milliseconds until one more whole token is available (0 when full).
+    pub next_token_ms: u64,
+    /// Milliseconds until the bucket is full (0 when full).
+    pub full_ms: u64,
+}
+
+pub fn inspect(limit: &Limit, full_at: Option<Ticks>, now: Ticks) -> Inspection {
+    let available = level(limit, full_at, now).available;
+    let next_token_ms = if available >= limit.capacity {
+        0
+    } else {
+        // available + 1 <= capacity, so a wait exists.
+        ms_until_available(limit, full_at, now, available + 1).unwrap_or(0)
+    };
+    Inspection {
+        available,
+        capacity: limit.capacity,
+        next_token_ms,
+        full_ms: ms_until_full(limit, full_at, now),
+    }
+}
+
+/// One bucket of an all-or-nothing absorb.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Request {
+    pub limit: Limit,
+    pub full_at: Option<Ticks>,
+    pub tokens: u64,
+}
+
+/// The outcome of an all-or-nothing absorb, bucket by bucket.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AllDecision {
+    /// True when every bucket had enough: then every one is charged.
+    pub admitted: bool,
+    /// Per bucket, in order: the decision it would take on its own.
+    pub each: Vec<Decision>,
+    /// When denied: milliseconds until every bucket would admit its tokens
+    /// (the longest of their waits); `None` when some bucket can never
+    /// (tokens above its capacity). `Some(0)` when admitted.
+    pub retry_after_ms: Option<u64>,
+}
+
+/// Takes the tokens from every bucket if each holds enough, else from none.
+/// `now_ms` is the server clock (each bucket has its own tick size).
+pub fn absorb_all(requests: &[Request], now_ms: u64) -> AllDecision {
+    let each: Vec<Decision> = requests
+        .iter()
+        .map(|r| absorb(&r.limit, r.full_at, r.limit.ms_to_ticks(now_ms), r.tokens))
+        .collect();
+    let admitted = each.iter().all(|d| matches!(d, Decision::Admitted { .. }));
+    let retry_after_ms = if admitted {
+        Some(0)
+    } else {
+        requests.iter().try_fold(0u64, |longest, r| {
+            let now = r.limit.ms_to_ticks(now_ms);
+            ms_until_available(&r.limit, r.full_at, now, r.tokens).map(|w| longest.max(w))
+        })
+    };
+    AllDecision {
+        admitted,
+        each,
+        retry_after_ms,
+    }
+}
+
 fn ceil_div(a: Ticks, b: Ticks) -> u64 {
     let q = a.div_ceil(b);
     u64::try_from(q).unwrap_or(u64::MAX)
@@ -449,6 +561,104 @@ mod tests {
                 calls.push((now, tokens));
             }
         }
+    }
+
+    #[test]
+    fn details_of_admitted_and_denied_calls() {
+        let limit = lim(10, 10); // 1 token/s
+        let now = limit.ms_to_ticks(1_000_000);
+        let d = absorb_with_details(&limit, None, now, 4);
+        assert_eq!(
+            (d.remaining, d.retry_after_ms, d.reset_after_ms),
+            (6, Some(0), 4_000)
+        );
+        let Decision::Admitted { full_at, .. } = d.decision else {
+            panic!("admitted")
+        };
+        let d = absorb_with_details(&limit, Some(full_at), now, 8);
+        assert!(matches!(d.decision, Decision::Denied { available: 6 }));
+        assert_eq!(
+            (d.remaining, d.retry_after_ms, d.reset_after_ms),
+            (6, Some(2_000), 4_000)
+        );
+        let d = absorb_with_details(&limit, Some(full_at), now, 11);
+        assert_eq!(d.retry_after_ms, None);
+    }
+
+    #[test]
+    fn inspect_agrees_with_what_absorb_would_do() {
+        let mut rng = Rng::new(5);
+        for _ in 0..3_000 {
+            let limit = lim(1 + rng.below(500), 1 + rng.below(100));
+            let now_ms = 1_000_000 + rng.below(1_000_000);
+            let now = limit.ms_to_ticks(now_ms);
+            let full_at = Some(now + rng.below_u128(limit.burst() + 1));
+            let view = inspect(&limit, full_at, now);
+            // Exactly `available` tokens can be taken now, not one more.
+            if view.available > 0 {
+                assert!(matches!(
+                    absorb(&limit, full_at, now, view.available),
+                    Decision::Admitted { remaining: 0, .. }
+                ));
+            }
+            assert!(matches!(
+                absorb(&limit, full_at, now, view.available + 1),
+                Decision::Denied { .. }
+            ));
+            // One more token exactly `next_token_ms` later, not a ms sooner.
+            if view.available < view.capacity {
+                let at = |ms| level(&limit, full_at, limit.ms_to_ticks(ms)).available;
+                assert_eq!(at(now_ms + view.next_token_ms), view.available + 1);
+                assert_eq!(at(now_ms + view.next_token_ms - 1), view.available);
+            } else {
+                assert_eq!((view.next_token_ms, view.full_ms), (0, 0));
+            }
+        }
+    }
+
+    #[test]
+    fn absorb_all_charges_all_or_none() {
+        let a = lim(10, 10);
+        let b = lim(3, 60);
+        let now_ms = 5_000_000;
+        let req = |limit: Limit, tokens| Request {
+            limit,
+            full_at: None,
+            tokens,
+        };
+        let all = absorb_all(&[req(a, 2), req(b, 3)], now_ms);
+        assert!(all.admitted);
+        assert_eq!(all.retry_after_ms, Some(0));
+        // b is drained now: the next call is denied for both, and says when
+        // both would admit it: b refills a token every 20 s.
+        let full_at = |d: &Decision| match d {
+            Decision::Admitted { full_at, .. } => Some(*full_at),
+            Decision::Denied { .. } => None,
+        };
+        let next = [
+            Request {
+                limit: a,
+                full_at: full_at(&all.each[0]),
+                tokens: 1,
+            },
+            Request {
+                limit: b,
+                full_at: full_at(&all.each[1]),
+                tokens: 1,
+            },
+        ];
+        let denied = absorb_all(&next, now_ms);
+        assert!(!denied.admitted);
+        assert!(matches!(denied.each[0], Decision::Admitted { .. }));
+        assert!(matches!(denied.each[1], Decision::Denied { available: 0 }));
+        assert_eq!(denied.retry_after_ms, Some(20_000));
+        assert!(absorb_all(&next, now_ms + 20_000).admitted);
+        assert!(!absorb_all(&next, now_ms + 19_999).admitted);
+        // A bucket asked for more than its capacity can never admit.
+        assert_eq!(
+            absorb_all(&[req(a, 1), req(b, 4)], now_ms).retry_after_ms,
+            None
+        );
     }
 
     #[test]

@@ -16,6 +16,18 @@ pub enum ShieldError {
     #[error("ERR {name} is out of range (1 to {max})")]
     OutOfRange { name: &'static str, max: u64 },
 
+    /// An unexpected word where an option was allowed.
+    #[error("ERR syntax error: {0}")]
+    Syntax(&'static str),
+
+    /// Too many buckets in one SHIELD.absorball.
+    #[error("ERR too many buckets: at most {0} per call")]
+    TooManyBuckets(usize),
+
+    /// The same key twice in one SHIELD.absorball.
+    #[error("ERR the same key appears more than once in one call")]
+    DuplicateKey,
+
     /// The key holds a list, hash, set, ... instead of a string.
     #[error("WRONGTYPE Operation against a key holding the wrong kind of value")]
     WrongType,

@@ -1,5 +1,12 @@
 //! Reading and writing one bucket key with the low-level key API, and
 //! replicating the effect (never the command).
+//!
+//! The hot path is kept to what a native `SET key value PXAT ms` does: one
+//! key lookup, one expiry lookup, the value rewritten in place only when its
+//! bytes change (with the usual parameters they never do: `~0`), one expiry
+//! write, then the signals and the replication of the effect. Nothing is
+//! allocated here except by the server itself (a new key, the replicated
+//! arguments).
 
 use std::os::raw::{c_int, c_longlong};
 
@@ -8,31 +15,58 @@ use redis_module::raw;
 use crate::bucket::{Limit, Ticks};
 use crate::error::ShieldError;
 use crate::server_api::{api, Ctx, RStr};
-use crate::stored_state::{self, Encoded};
+use crate::stored_state::{self, Encoded, MAX_VALUE_LEN};
+
+/// How a key is opened.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Inspection: works on replicas; nothing is written.
+    Read,
+    /// Absorbing: reads, then writes when admitted.
+    Write,
+}
 
 /// An open bucket key; closed when dropped.
 pub struct BucketKey {
     ctx: Ctx,
     name: RStr,
     key: *mut raw::RedisModuleKey,
+    /// The value as read, when it is short enough to be one of ours: a write
+    /// of the same bytes only moves the expiry.
+    current: Option<([u8; MAX_VALUE_LEN], usize)>,
 }
 
 impl BucketKey {
-    /// Opens `name` for reading and writing.
-    pub fn open_writable(ctx: Ctx, name: RStr) -> Result<BucketKey, ShieldError> {
+    pub fn open(ctx: Ctx, name: RStr, access: Access) -> Result<BucketKey, ShieldError> {
         let open = api!(RedisModule_OpenKey);
-        let mode = (raw::REDISMODULE_READ | raw::REDISMODULE_WRITE) as c_int;
+        let mode = match access {
+            Access::Read => raw::REDISMODULE_READ,
+            Access::Write => raw::REDISMODULE_READ | raw::REDISMODULE_WRITE,
+        };
         // SAFETY: ctx and name come from the running command.
-        let key = unsafe { open(ctx, name, mode) };
-        if key.is_null() {
+        let key = unsafe { open(ctx, name, mode as c_int) };
+        // Opened for reading, a missing key has no handle: a full bucket.
+        if key.is_null() && access == Access::Write {
             return Err(ShieldError::Storage("open"));
         }
-        Ok(BucketKey { ctx, name, key })
+        Ok(BucketKey {
+            ctx,
+            name,
+            key,
+            current: None,
+        })
+    }
+
+    pub fn name(&self) -> RStr {
+        self.name
     }
 
     /// The bucket's full-again tick; `None` when the key does not exist
     /// (a full bucket).
-    pub fn full_at(&self, limit: &Limit, now: Ticks) -> Result<Option<Ticks>, ShieldError> {
+    pub fn full_at(&mut self, limit: &Limit, now: Ticks) -> Result<Option<Ticks>, ShieldError> {
+        if self.key.is_null() {
+            return Ok(None);
+        }
         let key_type = api!(RedisModule_KeyType);
         // SAFETY: self.key is open.
         match unsafe { key_type(self.key) } as isize {
@@ -45,6 +79,8 @@ impl BucketKey {
         let mut len = 0usize;
         // SAFETY: the key is an open string key; the buffer stays valid until
         // the key is modified or closed, and it is only read before that.
+        // (A read of a value that is not a plain sds, like an integer-encoded
+        // 1.x value, makes the server convert it once, in place.)
         let value = unsafe {
             let ptr = dma(self.key, &mut len, raw::REDISMODULE_READ as c_int);
             if ptr.is_null() {
@@ -52,38 +88,60 @@ impl BucketKey {
             }
             std::slice::from_raw_parts(ptr.cast::<u8>(), len)
         };
+        self.current = None;
+        if value.len() <= MAX_VALUE_LEN {
+            let mut buf = [0u8; MAX_VALUE_LEN];
+            if let Some(dst) = buf.get_mut(..value.len()) {
+                dst.copy_from_slice(value);
+                self.current = Some((buf, value.len()));
+            }
+        }
         // SAFETY: open key.
         let expire = unsafe { get_expire(self.key) };
-        let expire = (expire != raw::REDISMODULE_NO_EXPIRE as raw::mstime_t).then_some(expire);
+        let expire = (expire != raw::mstime_t::from(raw::REDISMODULE_NO_EXPIRE)).then_some(expire);
         stored_state::decode(limit, value, expire, now).map(Some)
     }
 
-    /// Stores the new state and its expiry, then queues the same effect for
-    /// replicas and the AOF as `SET key value PXAT ms`.
+    /// Stores the new state and its expiry (on a key opened with
+    /// [`Access::Write`]), signals the write like a native `SET` would
+    /// (WATCH, client-side caching, keyspace events), and queues the same
+    /// effect for replicas and the AOF as `SET key value PXAT ms`.
     pub fn store(&mut self, state: &Encoded) -> Result<(), ShieldError> {
-        let create = api!(RedisModule_CreateString);
-        let free = api!(RedisModule_FreeString);
-        let string_set = api!(RedisModule_StringSet);
+        if self.key.is_null() {
+            return Err(ShieldError::Storage("write"));
+        }
         let set_expire = api!(RedisModule_SetAbsExpire);
+        let signal = api!(RedisModule_SignalModifiedKey);
+        let notify = api!(RedisModule_NotifyKeyspaceEvent);
         let replicate = api!(RedisModule_Replicate);
         let value = state.value();
-        // SAFETY: all pointers come from the server for this command; the
-        // created string is released after StringSet took its own reference.
+        let unchanged = self
+            .current
+            .as_ref()
+            .is_some_and(|(buf, len)| buf.get(..*len) == Some(value));
+        if !unchanged {
+            self.overwrite_value(value)?;
+        }
+        // SAFETY: all pointers come from the server for this command.
         unsafe {
-            let s = create(self.ctx, value.as_ptr().cast(), value.len());
-            if s.is_null() {
-                return Err(ShieldError::Storage("write"));
-            }
-            let set = string_set(self.key, s);
-            free(self.ctx, s);
-            if set != raw::REDISMODULE_OK as c_int {
-                return Err(ShieldError::Storage("write"));
-            }
             if set_expire(self.key, state.expire_at_ms as raw::mstime_t)
                 != raw::REDISMODULE_OK as c_int
             {
                 return Err(ShieldError::Storage("set the expiry of"));
             }
+            signal(self.ctx, self.name);
+            notify(
+                self.ctx,
+                raw::REDISMODULE_NOTIFY_STRING,
+                c"set".as_ptr(),
+                self.name,
+            );
+            notify(
+                self.ctx,
+                raw::REDISMODULE_NOTIFY_GENERIC,
+                c"expire".as_ptr(),
+                self.name,
+            );
             let replicated = replicate(
                 self.ctx,
                 c"SET".as_ptr(),
@@ -98,16 +156,44 @@ impl BucketKey {
                 return Err(ShieldError::Storage("replicate"));
             }
         }
+        self.current = None;
+        Ok(())
+    }
+
+    /// Writes `value` as the key's string, in place: the server creates the
+    /// key, or unshares and resizes its value, and the bytes are copied in.
+    fn overwrite_value(&mut self, value: &[u8]) -> Result<(), ShieldError> {
+        let truncate = api!(RedisModule_StringTruncate);
+        let dma = api!(RedisModule_StringDMA);
+        // SAFETY: the key is open for writing; the DMA pointer is valid for
+        // `len` bytes until the next modification of the key.
+        unsafe {
+            if truncate(self.key, value.len()) != raw::REDISMODULE_OK as c_int {
+                return Err(ShieldError::Storage("write"));
+            }
+            let mut len = 0usize;
+            let ptr = dma(
+                self.key,
+                &mut len,
+                (raw::REDISMODULE_READ | raw::REDISMODULE_WRITE) as c_int,
+            );
+            if ptr.is_null() || len != value.len() {
+                return Err(ShieldError::Storage("write"));
+            }
+            std::ptr::copy_nonoverlapping(value.as_ptr(), ptr.cast::<u8>(), len);
+        }
         Ok(())
     }
 }
 
 impl Drop for BucketKey {
     fn drop(&mut self) {
-        // SAFETY: the key was opened by open_writable and is closed once.
+        // SAFETY: the key was opened by `open` and is closed once.
         unsafe {
             if let Some(close) = raw::RedisModule_CloseKey {
-                close(self.key);
+                if !self.key.is_null() {
+                    close(self.key);
+                }
             }
         }
     }

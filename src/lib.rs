@@ -13,13 +13,19 @@ pub mod stored_state;
 mod testing;
 
 #[cfg(not(test))]
+mod absorb_all_command;
+#[cfg(not(test))]
 mod absorb_command;
 #[cfg(not(test))]
 mod command_info;
 #[cfg(not(test))]
+mod inspect_command;
+#[cfg(not(test))]
 mod keyspace;
 #[cfg(not(test))]
 mod registration;
+#[cfg(not(test))]
+mod reply;
 #[cfg(not(test))]
 mod server_api;
 #[cfg(not(test))]

@@ -8,14 +8,9 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use redis_module::raw;
 
 use crate::error::ShieldError;
-use crate::server_api::{reply_error, reply_integer, reply_wrong_arity, Ctx, RStr};
-use crate::{absorb_command, stats};
-
-/// What a command handler produces before it is turned into a reply.
-pub enum Outcome {
-    Integer(i64),
-    WrongArity,
-}
+use crate::reply::{self, Reply};
+use crate::server_api::{reply_error, Ctx, RStr};
+use crate::{absorb_all_command, absorb_command, command_info, inspect_command, stats};
 
 /// Runs a command body under the panic guard and sends its reply. A panic
 /// becomes an error reply: the server keeps running.
@@ -23,7 +18,7 @@ fn guarded(
     ctx: Ctx,
     argv: *mut RStr,
     argc: c_int,
-    body: fn(Ctx, &[RStr]) -> Result<Outcome, ShieldError>,
+    body: fn(Ctx, &[RStr]) -> Result<Reply, ShieldError>,
 ) -> c_int {
     stats::count(&stats::CALLS, 1);
     let args: &[RStr] = match usize::try_from(argc) {
@@ -41,10 +36,11 @@ fn guarded(
         Err(ShieldError::Internal(what))
     });
     match result {
-        Ok(Outcome::Integer(n)) => reply_integer(ctx, n),
-        Ok(Outcome::WrongArity) => {
-            stats::count(&stats::ERRORS, 1);
-            reply_wrong_arity(ctx)
+        Ok(reply) => {
+            if matches!(reply, Reply::WrongArity) {
+                stats::count(&stats::ERRORS, 1);
+            }
+            reply::send(ctx, &reply)
         }
         Err(e) => {
             stats::count(&stats::ERRORS, 1);
@@ -53,19 +49,31 @@ fn guarded(
     }
 }
 
-fn absorb_body(ctx: Ctx, argv: &[RStr]) -> Result<Outcome, ShieldError> {
-    if !(4..=5).contains(&argv.len()) {
-        return Ok(Outcome::WrongArity);
-    }
-    absorb_command::run(ctx, argv).map(Outcome::Integer)
+extern "C" fn absorb_handler(ctx: Ctx, argv: *mut RStr, argc: c_int) -> c_int {
+    guarded(ctx, argv, argc, absorb_command::run)
 }
 
-extern "C" fn absorb_handler(ctx: Ctx, argv: *mut RStr, argc: c_int) -> c_int {
-    guarded(ctx, argv, argc, absorb_body)
+extern "C" fn inspect_handler(ctx: Ctx, argv: *mut RStr, argc: c_int) -> c_int {
+    guarded(ctx, argv, argc, inspect_command::run)
+}
+
+extern "C" fn absorb_all_handler(ctx: Ctx, argv: *mut RStr, argc: c_int) -> c_int {
+    guarded(ctx, argv, argc, absorb_all_command::run)
 }
 
 /// Registers every command; called from the module's OnLoad.
 pub fn register_commands(ctx: Ctx) -> Result<(), String> {
+    // Only admitted writes signal the key (WATCH, client-side caching):
+    // opening a key for writing must not count as modifying it.
+    // SAFETY: OnLoad context.
+    unsafe {
+        if let Some(set_options) = raw::RedisModule_SetModuleOptions {
+            set_options(
+                ctx,
+                raw::REDISMODULE_OPTION_NO_IMPLICIT_SIGNAL_MODIFIED as c_int,
+            );
+        }
+    }
     create_command(
         ctx,
         c"SHIELD.absorb",
@@ -75,7 +83,25 @@ pub fn register_commands(ctx: Ctx) -> Result<(), String> {
         1,
         1,
     )?;
-    crate::command_info::describe_absorb(ctx);
+    create_command(
+        ctx,
+        c"SHIELD.inspect",
+        inspect_handler,
+        c"readonly fast",
+        1,
+        1,
+        1,
+    )?;
+    create_command(
+        ctx,
+        c"SHIELD.absorball",
+        absorb_all_handler,
+        c"write deny-oom",
+        1,
+        -1,
+        4,
+    )?;
+    command_info::describe_all(ctx);
     Ok(())
 }
 

@@ -1,7 +1,7 @@
 //! Thin, safe-as-possible wrappers over the server's module API, so that the
 //! command code reads as what it does. Nothing here allocates.
 
-use std::os::raw::{c_int, c_longlong};
+use std::os::raw::c_int;
 
 use redis_module::raw;
 
@@ -54,16 +54,6 @@ pub fn now_ms() -> Result<u64, ShieldError> {
     u64::try_from(now).map_err(|_| ShieldError::Internal("the server clock is before 1970".into()))
 }
 
-pub fn reply_integer(ctx: Ctx, n: i64) -> c_int {
-    // SAFETY: ctx is the command's context.
-    unsafe {
-        match raw::RedisModule_ReplyWithLongLong {
-            Some(f) => f(ctx, n as c_longlong),
-            None => raw::REDISMODULE_ERR as c_int,
-        }
-    }
-}
-
 /// Replies with an error; `msg` starts with the error code (`ERR`,
 /// `WRONGTYPE`...).
 pub fn reply_error(ctx: Ctx, msg: &str) -> c_int {
@@ -85,16 +75,6 @@ pub fn reply_error(ctx: Ctx, msg: &str) -> c_int {
     unsafe {
         match raw::RedisModule_ReplyWithError {
             Some(f) => f(ctx, text.as_ptr()),
-            None => raw::REDISMODULE_ERR as c_int,
-        }
-    }
-}
-
-pub fn reply_wrong_arity(ctx: Ctx) -> c_int {
-    // SAFETY: ctx is the command's context.
-    unsafe {
-        match raw::RedisModule_WrongArity {
-            Some(f) => f(ctx),
             None => raw::REDISMODULE_ERR as c_int,
         }
     }

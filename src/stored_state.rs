@@ -23,11 +23,15 @@ use crate::error::ShieldError;
 
 const TAG: u8 = b'~';
 
+/// The longest value 2.x writes: the tag and up to 16 digits (a remainder is
+/// below the capacity, at most 10^15), with room to spare.
+pub const MAX_VALUE_LEN: usize = 24;
+
 /// A stored state ready to be written: the value bytes and the absolute
 /// expiry in milliseconds. Lives on the stack: encoding allocates nothing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Encoded {
-    buf: [u8; 24],
+    buf: [u8; MAX_VALUE_LEN],
     len: usize,
     pub expire_at_ms: i64,
 }
@@ -61,7 +65,7 @@ pub fn encode(limit: &Limit, full_at: Ticks) -> Result<Encoded, ShieldError> {
         }
     }
     let tail = digits.get(start..).unwrap_or(&[]);
-    let mut buf = [0u8; 24];
+    let mut buf = [0u8; MAX_VALUE_LEN];
     buf[0] = TAG;
     let len = 1 + tail.len();
     if let Some(dst) = buf.get_mut(1..len) {

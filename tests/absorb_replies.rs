@@ -60,14 +60,10 @@ fn now_ms(c: &mut redis::Connection) -> i64 {
 #[test]
 fn wrong_arity_is_the_standard_error() {
     let (_s, mut c) = server();
-    for args in [
-        vec![],
-        vec!["k"],
-        vec!["k", "1"],
-        vec!["k", "1", "1", "1", "1"],
-    ] {
+    let cases: [&[&str]; 4] = [&[], &["k"], &["k", "1"], &["k", "1", "1", "1", "WITHDETAILS", "x"]];
+    for args in cases {
         let err = redis::cmd("SHIELD.absorb")
-            .arg(&args)
+            .arg(args)
             .query::<Value>(&mut c)
             .unwrap_err();
         assert!(
@@ -77,6 +73,13 @@ fn wrong_arity_is_the_standard_error() {
             "{args:?}: {err}"
         );
     }
+    // A fifth argument after tokens can only be WITHDETAILS.
+    assert_eq!(
+        absorb_err(&mut c, &[b"k", b"1", b"1", b"1", b"1"]),
+        "ERR syntax error: the only option after tokens is WITHDETAILS"
+    );
+    let exists: i64 = redis::cmd("EXISTS").arg("k").query(&mut c).unwrap();
+    assert_eq!(exists, 0);
 }
 
 #[test]

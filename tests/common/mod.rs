@@ -525,3 +525,25 @@ pub fn absorb_err(c: &mut redis::Connection, args: &[&[u8]]) -> String {
         err.detail().unwrap_or("")
     )
 }
+
+/// Everything in the server's append-only files (the base and incremental
+/// parts of a multi-part AOF, or a single appendonly.aof), as text.
+pub fn read_aof(server: &Server) -> String {
+    let mut text = String::new();
+    for dir in [server.dir().join("appendonlydir"), server.dir().to_path_buf()] {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        let mut files: Vec<_> = entries
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "aof"))
+            .collect();
+        files.sort();
+        for f in files {
+            text.push_str(&String::from_utf8_lossy(&std::fs::read(f).unwrap_or_default()));
+        }
+    }
+    assert!(!text.is_empty(), "no AOF found in {}", server.dir().display());
+    text
+}
