@@ -33,13 +33,24 @@ fn charges_every_bucket_or_none() {
     assert_eq!(absorb_all(&mut c, &limits), (1, 0, vec![7, 1], vec![]));
     // {u1}:ip has 1 left: the whole call is denied, {u1}:api is not charged.
     let (admitted, retry, remaining, short) = absorb_all(&mut c, &limits);
-    assert_eq!((admitted, remaining, short), (0, vec![7, 1], vec!["{u1}:ip".to_string()]));
+    assert_eq!(
+        (admitted, remaining, short),
+        (0, vec![7, 1], vec!["{u1}:ip".to_string()])
+    );
     assert!(retry > 0, "retry {retry}");
-    assert_eq!(absorb(&mut c, "{u1}:api", 10, day, Some(7)), 0, "api was not charged");
+    assert_eq!(
+        absorb(&mut c, "{u1}:api", 10, day, Some(7)),
+        0,
+        "api was not charged"
+    );
     // One bucket asking for more than its capacity: never.
     let (admitted, retry, _, short) = absorb_all(&mut c, &[("a", 5, 60, 1), ("b", 5, 60, 6)]);
     assert_eq!((admitted, retry, short), (0, -1, vec!["b".to_string()]));
-    let exists: i64 = redis::cmd("EXISTS").arg("a").arg("b").query(&mut c).unwrap();
+    let exists: i64 = redis::cmd("EXISTS")
+        .arg("a")
+        .arg("b")
+        .query(&mut c)
+        .unwrap();
     assert_eq!(exists, 0, "a denied call wrote something");
 }
 
@@ -53,7 +64,10 @@ fn retry_after_is_when_every_bucket_admits() {
     let (admitted, retry, _, short) = absorb_all(&mut c, &[("x", 5, 1, 1), ("y", 2, 1, 1)]);
     assert_eq!(admitted, 0);
     assert_eq!(short, vec!["x".to_string(), "y".to_string()]);
-    assert!((400..=500).contains(&retry), "retry {retry}: y's token is the later one");
+    assert!(
+        (400..=500).contains(&retry),
+        "retry {retry}: y's token is the later one"
+    );
     std::thread::sleep(std::time::Duration::from_millis(retry as u64));
     assert_eq!(absorb_all(&mut c, &[("x", 5, 1, 1), ("y", 2, 1, 1)]).0, 1);
 }
@@ -62,8 +76,16 @@ fn retry_after_is_when_every_bucket_admits() {
 fn errors_and_key_specs() {
     let s = Server::start(ServerOptions::default());
     let mut c = s.conn();
-    for args in [&[][..], &["k"], &["k", "1", "1"], &["k", "1", "1", "1", "j"]] {
-        assert!(err(&mut c, args).contains("wrong number of arguments"), "{args:?}");
+    for args in [
+        &[][..],
+        &["k"],
+        &["k", "1", "1"],
+        &["k", "1", "1", "1", "j"],
+    ] {
+        assert!(
+            err(&mut c, args).contains("wrong number of arguments"),
+            "{args:?}"
+        );
     }
     assert_eq!(
         err(&mut c, &["k", "1", "1", "1", "j", "0", "1", "1"]),
@@ -78,13 +100,20 @@ fn errors_and_key_specs() {
     for n in &names {
         many.extend([n.as_str(), "1", "1", "1"]);
     }
-    assert_eq!(err(&mut c, &many), "ERR too many buckets: at most 32 per call");
+    assert_eq!(
+        err(&mut c, &many),
+        "ERR too many buckets: at most 32 per call"
+    );
     let (admitted, _, remaining, _): AllReply = redis::cmd("SHIELD.absorball")
         .arg(&many[..32 * 4])
         .query(&mut c)
         .unwrap();
     assert_eq!((admitted, remaining.len()), (1, 32));
-    let _: () = redis::cmd("RPUSH").arg("list").arg(1).query(&mut c).unwrap();
+    let _: () = redis::cmd("RPUSH")
+        .arg("list")
+        .arg(1)
+        .query(&mut c)
+        .unwrap();
     assert!(err(&mut c, &["z", "1", "1", "1", "list", "1", "1", "1"]).starts_with("WRONGTYPE"));
     let exists: i64 = redis::cmd("EXISTS").arg("z").query(&mut c).unwrap();
     assert_eq!(exists, 0);
@@ -100,7 +129,11 @@ fn errors_and_key_specs() {
 #[test]
 fn replicated_and_persisted_as_one_atomic_unit() {
     let master = Server::start(ServerOptions::default().appendonly(true));
-    let replica = Server::start(ServerOptions::default().without_module().replica_of(master.port()));
+    let replica = Server::start(
+        ServerOptions::default()
+            .without_module()
+            .replica_of(master.port()),
+    );
     wait_for_replication(&master, &replica);
     let mut m = master.conn();
     let limits = [("{t}:a", 10, 3_600, 2), ("{t}:b", 3, 7, 1)];
@@ -110,13 +143,17 @@ fn replicated_and_persisted_as_one_atomic_unit() {
     let mut r = replica.conn();
     for (key, ..) in limits {
         let on_master: (String, i64) = redis::pipe()
-            .cmd("GET").arg(key)
-            .cmd("PEXPIRETIME").arg(key)
+            .cmd("GET")
+            .arg(key)
+            .cmd("PEXPIRETIME")
+            .arg(key)
             .query(&mut m)
             .unwrap();
         let on_replica: (String, i64) = redis::pipe()
-            .cmd("GET").arg(key)
-            .cmd("PEXPIRETIME").arg(key)
+            .cmd("GET")
+            .arg(key)
+            .cmd("PEXPIRETIME")
+            .arg(key)
             .query(&mut r)
             .unwrap();
         assert_eq!(on_master, on_replica, "{key}");

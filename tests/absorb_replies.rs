@@ -60,7 +60,12 @@ fn now_ms(c: &mut redis::Connection) -> i64 {
 #[test]
 fn wrong_arity_is_the_standard_error() {
     let (_s, mut c) = server();
-    let cases: [&[&str]; 4] = [&[], &["k"], &["k", "1"], &["k", "1", "1", "1", "WITHDETAILS", "x"]];
+    let cases: [&[&str]; 4] = [
+        &[],
+        &["k"],
+        &["k", "1"],
+        &["k", "1", "1", "1", "WITHDETAILS", "x"],
+    ];
     for args in cases {
         let err = redis::cmd("SHIELD.absorb")
             .arg(args)

@@ -105,7 +105,10 @@ fn inspect_errors_and_readonly_flag() {
     };
     assert!(err(&["k", "10"]).contains("wrong number of arguments"));
     assert!(err(&["k", "10", "10", "1"]).contains("wrong number of arguments"));
-    assert_eq!(err(&["k", "0", "10"]), "ERR capacity is not a positive integer");
+    assert_eq!(
+        err(&["k", "0", "10"]),
+        "ERR capacity is not a positive integer"
+    );
     let _: () = redis::cmd("RPUSH").arg("l").arg(1).query(&mut c).unwrap();
     assert!(err(&["l", "1", "1"]).starts_with("WRONGTYPE"));
     let _: () = redis::cmd("SET").arg("s").arg("x").query(&mut c).unwrap();

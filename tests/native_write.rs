@@ -47,11 +47,7 @@ fn watch_is_invalidated_by_admitted_calls_only() {
     let run_watched = |watcher: &mut redis::Connection, other: &mut redis::Connection, tokens| {
         let _: () = redis::cmd("WATCH").arg("w").query(watcher).unwrap();
         let reply = absorb(other, "w", 2, 1_000_000, Some(tokens));
-        let exec: Value = redis::pipe()
-            .atomic()
-            .cmd("PING")
-            .query(watcher)
-            .unwrap();
+        let exec: Value = redis::pipe().atomic().cmd("PING").query(watcher).unwrap();
         (reply, exec)
     };
     // Denied: the transaction still runs.
@@ -61,7 +57,11 @@ fn watch_is_invalidated_by_admitted_calls_only() {
     // Admitted: the transaction is aborted, as after a native SET.
     let (reply, exec) = run_watched(&mut watcher, &mut other, 1);
     assert_eq!(reply, 0);
-    assert_eq!(exec, Value::Nil, "an admitted call did not invalidate WATCH");
+    assert_eq!(
+        exec,
+        Value::Nil,
+        "an admitted call did not invalidate WATCH"
+    );
 }
 
 #[test]
@@ -71,7 +71,9 @@ fn client_side_caching_is_invalidated() {
     let mut inval = s.conn();
     let mut writer = s.conn();
     let inval_id: i64 = redis::cmd("CLIENT").arg("ID").query(&mut inval).unwrap();
-    inval.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    inval
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
     let mut pubsub = inval.as_pubsub();
     pubsub.subscribe("__redis__:invalidate").unwrap();
     let _: () = redis::cmd("CLIENT")
@@ -96,17 +98,24 @@ fn a_restricted_acl_user_runs_shield_commands_and_nothing_else() {
     // The README's line: it works on Redis 7.0, which cannot put module
     // commands in ACL categories.
     let _: () = redis::cmd("ACL")
-        .arg(&[
-            "SETUSER", "limiter", "reset", "on", ">s3cret", "~rl:*", "-@all",
-            "+shield.absorb", "+shield.absorball", "+shield.inspect",
-        ][..])
+        .arg(
+            &[
+                "SETUSER",
+                "limiter",
+                "reset",
+                "on",
+                ">s3cret",
+                "~rl:*",
+                "-@all",
+                "+shield.absorb",
+                "+shield.absorball",
+                "+shield.inspect",
+            ][..],
+        )
         .query(&mut admin)
         .unwrap();
-    let client = redis::Client::open(format!(
-        "redis://limiter:s3cret@127.0.0.1:{}/",
-        s.port()
-    ))
-    .unwrap();
+    let client =
+        redis::Client::open(format!("redis://limiter:s3cret@127.0.0.1:{}/", s.port())).unwrap();
     let mut c = client.get_connection().unwrap();
     assert_eq!(absorb(&mut c, "rl:user:1", 5, 60, None), 4);
     let all: Value = redis::cmd("SHIELD.absorball")
@@ -128,7 +137,10 @@ fn a_restricted_acl_user_runs_shield_commands_and_nothing_else() {
     noperm(&mut c, redis::cmd("DEL").arg("rl:user:1"));
     noperm(&mut c, &mut redis::cmd("FLUSHALL"));
     // Keys outside the user's pattern are refused too.
-    noperm(&mut c, redis::cmd("SHIELD.absorb").arg("other").arg(5).arg(60));
+    noperm(
+        &mut c,
+        redis::cmd("SHIELD.absorb").arg("other").arg(5).arg(60),
+    );
     noperm(
         &mut c,
         redis::cmd("SHIELD.absorball").arg(&["rl:a", "5", "60", "1", "x", "5", "60", "1"][..]),

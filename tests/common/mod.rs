@@ -530,7 +530,10 @@ pub fn absorb_err(c: &mut redis::Connection, args: &[&[u8]]) -> String {
 /// parts of a multi-part AOF, or a single appendonly.aof), as text.
 pub fn read_aof(server: &Server) -> String {
     let mut text = String::new();
-    for dir in [server.dir().join("appendonlydir"), server.dir().to_path_buf()] {
+    for dir in [
+        server.dir().join("appendonlydir"),
+        server.dir().to_path_buf(),
+    ] {
         let Ok(entries) = std::fs::read_dir(&dir) else {
             continue;
         };
@@ -541,9 +544,15 @@ pub fn read_aof(server: &Server) -> String {
             .collect();
         files.sort();
         for f in files {
-            text.push_str(&String::from_utf8_lossy(&std::fs::read(f).unwrap_or_default()));
+            text.push_str(&String::from_utf8_lossy(
+                &std::fs::read(f).unwrap_or_default(),
+            ));
         }
     }
-    assert!(!text.is_empty(), "no AOF found in {}", server.dir().display());
+    assert!(
+        !text.is_empty(),
+        "no AOF found in {}",
+        server.dir().display()
+    );
     text
 }
