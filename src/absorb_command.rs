@@ -1,7 +1,7 @@
 //! `SHIELD.absorb <key> <capacity> <period> [<tokens>] [WITHDETAILS]`.
 
 use crate::args::parse_bucket;
-use crate::bucket::{absorb_with_details, Decision};
+use crate::bucket::{absorb, absorb_with_details, Decision};
 use crate::error::ShieldError;
 use crate::keyspace::{Access, BucketKey};
 use crate::reply::{int, ms_or_never, Reply};
@@ -37,12 +37,27 @@ pub fn run(ctx: Ctx, argv: &[RStr]) -> Result<Reply, ShieldError> {
     let now = limit.ms_to_ticks(now_ms()?);
     let mut key = BucketKey::open(ctx, key_name, Access::Write)?;
     let full_at = key.full_at(&limit, now)?;
+    if !with_details {
+        // The plain form: no wait times to compute.
+        return Ok(Reply::Integer(
+            match absorb(&limit, full_at, now, args.tokens) {
+                Decision::Admitted { full_at, remaining } => {
+                    key.store(&stored_state::encode(&limit, full_at)?)?;
+                    count_admitted(args.tokens);
+                    int(remaining)
+                }
+                Decision::Denied { .. } => {
+                    stats::count(&stats::DENIED, 1);
+                    -1
+                }
+            },
+        ));
+    }
     let details = absorb_with_details(&limit, full_at, now, args.tokens);
     let admitted = match details.decision {
         Decision::Admitted { full_at, .. } => {
             key.store(&stored_state::encode(&limit, full_at)?)?;
-            stats::count(&stats::ADMITTED, 1);
-            stats::count(&stats::TOKENS_ABSORBED, args.tokens);
+            count_admitted(args.tokens);
             true
         }
         Decision::Denied { .. } => {
@@ -50,14 +65,15 @@ pub fn run(ctx: Ctx, argv: &[RStr]) -> Result<Reply, ShieldError> {
             false
         }
     };
-    Ok(match (with_details, admitted) {
-        (false, true) => Reply::Integer(int(details.remaining)),
-        (false, false) => Reply::Integer(-1),
-        (true, _) => Reply::Integers([
-            i64::from(admitted),
-            int(details.remaining),
-            ms_or_never(details.retry_after_ms),
-            int(details.reset_after_ms),
-        ]),
-    })
+    Ok(Reply::Integers([
+        i64::from(admitted),
+        int(details.remaining),
+        ms_or_never(details.retry_after_ms),
+        int(details.reset_after_ms),
+    ]))
+}
+
+fn count_admitted(tokens: u64) {
+    stats::count(&stats::ADMITTED, 1);
+    stats::count(&stats::TOKENS_ABSORBED, tokens);
 }

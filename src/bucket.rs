@@ -111,7 +111,7 @@ pub fn level(limit: &Limit, full_at: Option<Ticks>, now: Ticks) -> Level {
     // divided by the interval, rounded down. A deficit above burst (clock went
     // backwards) means no token at all, never a negative or wrapped count.
     let present = limit.burst().saturating_sub(deficit);
-    let available = present / limit.interval();
+    let available = div_floor(present, limit.interval());
     Level {
         // present <= burst, so available <= capacity, which fits in u64.
         available: u64::try_from(available).unwrap_or(limit.capacity),
@@ -134,7 +134,7 @@ pub fn absorb(limit: &Limit, full_at: Option<Ticks>, now: Ticks, tokens: u64) ->
     // burst and cannot overflow.
     let cost = Ticks::from(tokens) * limit.interval();
     let deficit = before.deficit + cost;
-    let remaining = (limit.burst() - deficit) / limit.interval();
+    let remaining = div_floor(limit.burst() - deficit, limit.interval());
     Decision::Admitted {
         full_at: now + deficit,
         remaining: u64::try_from(remaining).unwrap_or(0),
@@ -280,8 +280,27 @@ pub fn absorb_all(requests: &[Request], now_ms: u64) -> AllDecision {
 }
 
 fn ceil_div(a: Ticks, b: Ticks) -> u64 {
-    let q = a.div_ceil(b);
-    u64::try_from(q).unwrap_or(u64::MAX)
+    u64::try_from(div_ceil(a, b)).unwrap_or(u64::MAX)
+}
+
+/// `a / b` rounded down (`b > 0`), in 64-bit arithmetic when both fit: a
+/// 128-bit division is a slow library call, and with ordinary parameters the
+/// operands are far below 2^64.
+#[inline]
+pub fn div_floor(a: Ticks, b: Ticks) -> Ticks {
+    match (u64::try_from(a), u64::try_from(b)) {
+        (Ok(a), Ok(b)) if b != 0 => Ticks::from(a / b),
+        _ => a / b,
+    }
+}
+
+/// `a / b` rounded up (`b > 0`); see [`div_floor`].
+#[inline]
+pub fn div_ceil(a: Ticks, b: Ticks) -> Ticks {
+    match (u64::try_from(a), u64::try_from(b)) {
+        (Ok(a), Ok(b)) if b != 0 => Ticks::from(a.div_ceil(b)),
+        _ => a.div_ceil(b),
+    }
 }
 
 #[cfg(test)]

@@ -8,14 +8,35 @@
 //! allocated here except by the server itself (a new key, the replicated
 //! arguments).
 
-use std::os::raw::{c_int, c_longlong};
+use std::os::raw::c_int;
+use std::ptr::null_mut;
+use std::sync::atomic::{AtomicPtr, Ordering::Relaxed};
 
 use redis_module::raw;
 
 use crate::bucket::{Limit, Ticks};
 use crate::error::ShieldError;
 use crate::server_api::{api, Ctx, RStr};
-use crate::stored_state::{self, Encoded, MAX_VALUE_LEN};
+use crate::stored_state::{self, Decimal, Encoded, MAX_VALUE_LEN};
+
+/// Replication arguments that never change, created once at load and passed
+/// by reference (`s`), so the replicated write allocates only what varies.
+static PXAT: AtomicPtr<raw::RedisModuleString> = AtomicPtr::new(null_mut());
+/// The value written by nearly every call with the usual parameters.
+static TILDE_ZERO: AtomicPtr<raw::RedisModuleString> = AtomicPtr::new(null_mut());
+
+/// Creates the constant replication arguments; called from OnLoad.
+pub fn init_constants() {
+    // SAFETY: CreateString with a null context makes a string owned by the
+    // module; these live as long as the module and are only ever handed to
+    // RedisModule_Replicate, which takes its own references.
+    unsafe {
+        if let Some(create) = raw::RedisModule_CreateString {
+            PXAT.store(create(null_mut(), c"PXAT".as_ptr(), 4), Relaxed);
+            TILDE_ZERO.store(create(null_mut(), c"~0".as_ptr(), 2), Relaxed);
+        }
+    }
+}
 
 /// How a key is opened.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -113,7 +134,6 @@ impl BucketKey {
         let set_expire = api!(RedisModule_SetAbsExpire);
         let signal = api!(RedisModule_SignalModifiedKey);
         let notify = api!(RedisModule_NotifyKeyspaceEvent);
-        let replicate = api!(RedisModule_Replicate);
         let value = state.value();
         let unchanged = self
             .current
@@ -142,22 +162,57 @@ impl BucketKey {
                 c"expire".as_ptr(),
                 self.name,
             );
-            let replicated = replicate(
-                self.ctx,
-                c"SET".as_ptr(),
-                c"sbcl".as_ptr(),
-                self.name,
-                value.as_ptr(),
-                value.len(),
-                c"PXAT".as_ptr(),
-                state.expire_at_ms as c_longlong,
-            );
+            let replicated = self.replicate_set(value, state.expire_at_ms)?;
             if replicated != raw::REDISMODULE_OK as c_int {
                 return Err(ShieldError::Storage("replicate"));
             }
         }
         self.current = None;
         Ok(())
+    }
+
+    /// Queues `SET <key> <value> PXAT <ms>` for replicas and the AOF.
+    fn replicate_set(&self, value: &[u8], expire_at_ms: i64) -> Result<c_int, ShieldError> {
+        let replicate = api!(RedisModule_Replicate);
+        let create = api!(RedisModule_CreateString);
+        let free = api!(RedisModule_FreeString);
+        let pxat = PXAT.load(Relaxed);
+        let tilde_zero = TILDE_ZERO.load(Relaxed);
+        let mut digits = Decimal::default();
+        let ms = digits.format(u64::try_from(expire_at_ms).unwrap_or(0));
+        // SAFETY: every string passed is valid for the call; Replicate takes
+        // its own references to `s` arguments (cheaper than its `l` format,
+        // measured), so the one created here is released right after.
+        unsafe {
+            let ms = create(self.ctx, ms.as_ptr().cast(), ms.len());
+            if ms.is_null() || pxat.is_null() {
+                return Err(ShieldError::Storage("replicate"));
+            }
+            let status = if value == b"~0" && !tilde_zero.is_null() {
+                replicate(
+                    self.ctx,
+                    c"SET".as_ptr(),
+                    c"ssss".as_ptr(),
+                    self.name,
+                    tilde_zero,
+                    pxat,
+                    ms,
+                )
+            } else {
+                replicate(
+                    self.ctx,
+                    c"SET".as_ptr(),
+                    c"sbss".as_ptr(),
+                    self.name,
+                    value.as_ptr(),
+                    value.len(),
+                    pxat,
+                    ms,
+                )
+            };
+            free(self.ctx, ms);
+            Ok(status)
+        }
     }
 
     /// Writes `value` as the key's string, in place: the server creates the

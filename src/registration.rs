@@ -63,6 +63,7 @@ extern "C" fn absorb_all_handler(ctx: Ctx, argv: *mut RStr, argc: c_int) -> c_in
 
 /// Registers every command; called from the module's OnLoad.
 pub fn register_commands(ctx: Ctx) -> Result<(), String> {
+    crate::keyspace::init_constants();
     // Only admitted writes signal the key (WATCH, client-side caching):
     // opening a key for writing must not count as modifying it.
     // SAFETY: OnLoad context.

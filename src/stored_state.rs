@@ -18,7 +18,7 @@
 //! (never more than 1.x itself would have allowed at this moment), and it is
 //! rewritten in the 2.x form by the next admitted call.
 
-use crate::bucket::{Limit, Ticks};
+use crate::bucket::{div_ceil, Limit, Ticks};
 use crate::error::ShieldError;
 
 const TAG: u8 = b'~';
@@ -42,31 +42,60 @@ impl Encoded {
     }
 }
 
+/// A stack buffer for the decimal digits of a `u64` (at most 20).
+#[derive(Default)]
+pub struct Decimal([u8; 20]);
+
+impl Decimal {
+    /// The decimal digits of `n`, without allocating (two digits per
+    /// division: this runs for every replicated write).
+    pub fn format(&mut self, mut n: u64) -> &[u8] {
+        const PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
+2021222324252627282930313233343536373839\
+4041424344454647484950515253545556575859\
+6061626364656667686970717273747576777879\
+8081828384858687888990919293949596979899";
+        let mut start = self.0.len();
+        while n >= 100 && start >= 2 {
+            let pair = (n % 100) as usize * 2;
+            n /= 100;
+            start -= 2;
+            if let (Some(dst), Some(src)) =
+                (self.0.get_mut(start..start + 2), PAIRS.get(pair..pair + 2))
+            {
+                dst.copy_from_slice(src);
+            }
+        }
+        // n < 100 now: one or two digits left.
+        if n >= 10 && start >= 2 {
+            let pair = n as usize * 2;
+            start -= 2;
+            if let (Some(dst), Some(src)) =
+                (self.0.get_mut(start..start + 2), PAIRS.get(pair..pair + 2))
+            {
+                dst.copy_from_slice(src);
+            }
+        } else if let Some(d) = start.checked_sub(1).and_then(|i| self.0.get_mut(i)) {
+            *d = b'0' + n as u8;
+            start -= 1;
+        }
+        self.0.get(start..).unwrap_or(&[])
+    }
+}
+
 /// Encodes a full-again tick (which must be in the future of the last write,
 /// so the expiry is a real instant).
 pub fn encode(limit: &Limit, full_at: Ticks) -> Result<Encoded, ShieldError> {
     let per_ms = limit.ticks_per_ms();
-    let expire_at = full_at.div_ceil(per_ms);
+    let expire_at = div_ceil(full_at, per_ms);
     let remainder = expire_at * per_ms - full_at;
     let expire_at_ms =
         i64::try_from(expire_at).map_err(|_| ShieldError::Storage("encode the expiry of"))?;
+    let remainder = u64::try_from(remainder).map_err(|_| ShieldError::Storage("encode"))?;
     // remainder < capacity <= 10^15: at most 16 digits after the tag.
-    let mut digits = [0u8; 23];
-    let mut n = u64::try_from(remainder).map_err(|_| ShieldError::Storage("encode"))?;
-    let mut start = digits.len();
-    loop {
-        start -= 1;
-        if let Some(d) = digits.get_mut(start) {
-            *d = b'0' + (n % 10) as u8;
-        }
-        n /= 10;
-        if n == 0 || start == 0 {
-            break;
-        }
-    }
-    let tail = digits.get(start..).unwrap_or(&[]);
-    let mut buf = [0u8; MAX_VALUE_LEN];
-    buf[0] = TAG;
+    let mut digits = Decimal::default();
+    let tail = digits.format(remainder);
+    let mut buf = [TAG; MAX_VALUE_LEN];
     let len = 1 + tail.len();
     if let Some(dst) = buf.get_mut(1..len) {
         dst.copy_from_slice(tail);
@@ -163,6 +192,19 @@ mod tests {
                 decode(&limit, enc.value(), Some(enc.expire_at_ms), now),
                 Ok(full_at)
             );
+        }
+    }
+
+    #[test]
+    fn decimal_digits() {
+        let mut rng = Rng::new(3);
+        let samples = (0..10_000).map(|_| rng.next_u64() >> rng.below(64));
+        for n in [0, 7, 10, 99, 100, 101, 1_000_000_000_000_000, u64::MAX]
+            .into_iter()
+            .chain(samples)
+        {
+            let mut d = Decimal::default();
+            assert_eq!(d.format(n), n.to_string().as_bytes());
         }
     }
 

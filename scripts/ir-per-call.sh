@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Instructions executed by the server per request, measured with valgrind's
+# callgrind (instruction counts do not depend on machine load, so this is the
+# stable way to compare two commands or two builds on a noisy machine).
+#
+#   scripts/ir-per-call.sh [-n REQUESTS] [-P PIPELINE] -- CMD ARGS... [-- CMD ARGS...]...
+#
+# For each command: starts a fresh server under callgrind with the release
+# module, runs REQUESTS requests with redis-benchmark (-c 4, -P PIPELINE), and
+# reports (Ir(run) - Ir(idle run)) / REQUESTS, where the idle run is a server
+# that only answers one PING: startup and shutdown cancel out.
+# Server binary: $SHIELD_SERVER_BIN or redis-server on PATH. Needs valgrind,
+# redis-benchmark and redis-cli.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+n=100000
+pipeline=16
+while [ $# -gt 0 ]; do
+    case "$1" in
+        -n) n="$2"; shift 2 ;;
+        -P) pipeline="$2"; shift 2 ;;
+        --) shift; break ;;
+        *) echo "usage: $0 [-n N] [-P P] -- CMD ARGS... [-- CMD ARGS...]" >&2; exit 2 ;;
+    esac
+done
+[ $# -gt 0 ] || { echo "usage: $0 [-n N] [-P P] -- CMD ARGS... [-- CMD ARGS...]" >&2; exit 2; }
+for tool in valgrind redis-benchmark redis-cli; do
+    command -v "$tool" >/dev/null || { echo "missing $tool (apt-get install valgrind redis-tools)" >&2; exit 1; }
+done
+server="${SHIELD_SERVER_BIN:-$(command -v redis-server || true)}"
+[ -x "$server" ] || { echo "no redis-server: set SHIELD_SERVER_BIN or install one" >&2; exit 1; }
+cargo build --release --quiet
+module="$PWD/target/release/libredis_shield.so"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# ir <label> [cmd args...]: total Ir of a server run that serves the command
+ir() {
+    local label="$1"; shift
+    local port out pid
+    port=$(free_port)
+    out="$work/$label.cg"
+    valgrind --tool=callgrind --callgrind-out-file="$out" "$server" --port "$port" \
+        --bind 127.0.0.1 --save "" --appendonly no --daemonize no --dir "$work" \
+        --loadmodule "$module" >"$work/$label.log" 2>&1 &
+    pid=$!
+    for _ in $(seq 1 300); do
+        redis-cli -p "$port" ping >/dev/null 2>&1 && break
+        sleep 0.1
+    done
+    if [ $# -gt 0 ]; then
+        redis-benchmark -p "$port" -c 4 -n "$n" -P "$pipeline" -q "$@" >/dev/null
+    fi
+    redis-cli -p "$port" shutdown nosave >/dev/null 2>&1 || true
+    wait "$pid" || true
+    grep -E '^(summary|totals):' "$out" | head -1 | awk '{print $2}'
+}
+
+idle=$(ir idle)
+i=0
+while [ $# -gt 0 ]; do
+    args=()
+    while [ $# -gt 0 ] && [ "$1" != "--" ]; do args+=("$1"); shift; done
+    [ $# -gt 0 ] && shift
+    i=$((i + 1))
+    total=$(ir "cmd$i" "${args[@]}")
+    printf '%8d Ir/request  %s\n' $(( (total - idle) / n )) "${args[*]}"
+done
