@@ -531,19 +531,30 @@ fn sigkill_failover_continues_from_the_replicated_state_not_a_full_bucket() {
     // node and takes the current state from it.
     cluster.start_again(&owner);
     cluster.wait_healthy("the killed master to rejoin as a replica");
-    let rejoined = cluster
+    assert_follows_with_same_state(&cluster, &owner, &replica, &key);
+    assert_eq!(absorb(&mut cc, &key, 100, NO_REFILL, None), 48);
+}
+
+/// The old master `old` is now a replica of `new`, and (after `WAIT 1` on
+/// `new`) holds the same state of `key`.
+fn assert_follows_with_same_state(
+    cluster: &Cluster,
+    old: &ClusterNode,
+    new: &ClusterNode,
+    key: &str,
+) {
+    let old = cluster
         .topology()
         .into_iter()
-        .find(|n| n.id == owner.id)
-        .unwrap();
-    assert_eq!(rejoined.master_id.as_deref(), Some(replica.id.as_str()));
-    let mut pc = cluster.conn_to(&replica);
-    assert_eq!(wait_replicas(&mut pc, 1), 1);
+        .find(|n| n.id == old.id)
+        .expect("old master still in the topology");
+    assert_eq!(old.master_id.as_deref(), Some(new.id.as_str()));
+    let mut nc = cluster.conn_to(new);
+    assert_eq!(wait_replicas(&mut nc, 1), 1);
     assert_eq!(
-        bucket_state(&mut cluster.replica_conn(&rejoined), &key),
-        bucket_state(&mut pc, &key)
+        bucket_state(&mut cluster.replica_conn(&old), key),
+        bucket_state(&mut nc, key)
     );
-    assert_eq!(absorb(&mut cc, &key, 100, NO_REFILL, None), 48);
 }
 
 #[test]
@@ -571,18 +582,7 @@ fn manual_cluster_failover_keeps_the_bucket() {
     assert_eq!(bucket_state(&mut cluster.conn_to(&replica), &key), state);
     assert_eq!(absorb(&mut cc, &key, 100, NO_REFILL, None), 49);
     // The old master is now a replica of the new one, with the new state.
-    let demoted = cluster
-        .topology()
-        .into_iter()
-        .find(|n| n.id == owner.id)
-        .unwrap();
-    assert_eq!(demoted.master_id.as_deref(), Some(replica.id.as_str()));
-    let mut pc = cluster.conn_to(&replica);
-    assert_eq!(wait_replicas(&mut pc, 1), 1);
-    assert_eq!(
-        bucket_state(&mut cluster.replica_conn(&demoted), &key),
-        bucket_state(&mut pc, &key)
-    );
+    assert_follows_with_same_state(&cluster, &owner, &replica, &key);
 }
 
 // ---------------------------------------------------------------------------
