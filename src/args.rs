@@ -17,26 +17,22 @@ pub struct BucketArgs {
 /// Parses a canonical positive decimal integer: ASCII digits only, no sign,
 /// no leading zero, no spaces, at most `max`.
 pub fn parse_positive(name: &'static str, bytes: &[u8], max: u64) -> Result<u64, ShieldError> {
-    let not_positive = ShieldError::NotPositiveInteger(name);
     match bytes.first() {
         Some(b'1'..=b'9') => {}
-        _ => return Err(not_positive),
+        _ => return Err(ShieldError::NotPositiveInteger(name)),
     }
-    let mut value: u64 = 0;
-    let mut overflowed = false;
-    for &b in bytes {
-        if !b.is_ascii_digit() {
-            return Err(not_positive);
-        }
-        match value
-            .checked_mul(10)
-            .and_then(|v| v.checked_add(u64::from(b - b'0')))
-        {
-            Some(v) => value = v,
-            None => overflowed = true,
-        }
+    if !bytes.iter().all(u8::is_ascii_digit) {
+        return Err(ShieldError::NotPositiveInteger(name));
     }
-    if overflowed || value > max {
+    // Up to 19 digits cannot overflow a u64 (10^19 - 1 < 2^64); longer ones
+    // are out of range whatever they say (no leading zeros).
+    if bytes.len() > 19 {
+        return Err(ShieldError::OutOfRange { name, max });
+    }
+    let value = bytes
+        .iter()
+        .fold(0u64, |v, &b| v * 10 + u64::from(b - b'0'));
+    if value > max {
         return Err(ShieldError::OutOfRange { name, max });
     }
     Ok(value)
