@@ -48,7 +48,11 @@ pub enum ShieldError {
     #[error("ERR could not {0} the bucket key")]
     Storage(&'static str),
 
+    /// The server lacks an API function, or its clock is unusable.
+    #[error("ERR internal error in redis-shield: {0}")]
+    Internal(String),
+
     /// A bug: a panic caught at the command boundary.
     #[error("ERR internal error in redis-shield (please report it): {0}")]
-    Internal(String),
+    Panic(String),
 }

@@ -8,6 +8,7 @@
 pub mod args;
 pub mod bucket;
 pub mod error;
+pub mod panic_guard;
 pub mod stored_state;
 #[cfg(test)]
 mod testing;

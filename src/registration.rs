@@ -3,11 +3,11 @@
 
 use std::ffi::CStr;
 use std::os::raw::c_int;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use redis_module::raw;
 
 use crate::error::ShieldError;
+use crate::panic_guard;
 use crate::reply::{self, Reply};
 use crate::server_api::{reply_error, Ctx, RStr};
 use crate::{absorb_all_command, absorb_command, command_info, inspect_command, stats};
@@ -26,15 +26,10 @@ fn guarded(
         Ok(n) if !argv.is_null() => unsafe { std::slice::from_raw_parts(argv, n) },
         _ => &[],
     };
-    let result = catch_unwind(AssertUnwindSafe(|| body(ctx, args))).unwrap_or_else(|panic| {
+    let result = panic_guard::run(|| body(ctx, args));
+    if matches!(result, Err(ShieldError::Panic(_))) {
         stats::count(&stats::PANICS, 1);
-        let what = panic
-            .downcast_ref::<&str>()
-            .map(|s| (*s).to_owned())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "panic".to_owned());
-        Err(ShieldError::Internal(what))
-    });
+    }
     match result {
         Ok(reply) => {
             if matches!(reply, Reply::WrongArity) {
