@@ -9,48 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::common::{info_field, Server, ServerOptions};
 
-/// CRC16/XMODEM, as Redis Cluster uses for key slots.
-pub fn crc16(data: &[u8]) -> u16 {
-    let mut crc: u16 = 0;
-    for &b in data {
-        crc ^= (b as u16) << 8;
-        for _ in 0..8 {
-            crc = if crc & 0x8000 != 0 {
-                (crc << 1) ^ 0x1021
-            } else {
-                crc << 1
-            };
-        }
-    }
-    crc
-}
-
-/// The hash slot of a key, honouring `{hash tags}` like `CLUSTER KEYSLOT`.
-pub fn key_slot(key: &[u8]) -> u16 {
-    let mut k = key;
-    if let Some(open) = key.iter().position(|&c| c == b'{') {
-        if let Some(len) = key[open + 1..].iter().position(|&c| c == b'}') {
-            if len > 0 {
-                k = &key[open + 1..open + 1 + len];
-            }
-        }
-    }
-    crc16(k) & 16383
-}
-
-/// Known answers of `CLUSTER KEYSLOT` (Redis docs and redis-cli).
-pub const KNOWN_SLOTS: &[(&str, u16)] = &[
-    ("123456789", 12739),
-    ("foo", 12182),
-    ("bar", 5061),
-    ("hello", 866),
-    ("{user1000}.following", 3443),
-    ("{user1000}.followers", 3443),
-    ("foo{}{bar}", 8363),
-    ("foo{{bar}}zap", 4015),
-    ("foo{bar}{zap}", 5061),
-    ("", 0),
-];
+pub use crate::common::key_slot::{key_slot, KNOWN_SLOTS};
 
 pub fn self_check() -> Vec<(&'static str, Result<(), String>)> {
     let bad: Vec<String> = KNOWN_SLOTS

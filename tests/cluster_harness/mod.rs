@@ -38,8 +38,6 @@ use crate::common::{info_field, server_binary, wait_until, Server, ServerOptions
 /// Nodes of a self-started cluster: 3 masters, each with 1 replica.
 pub const NODES: usize = 6;
 pub const MASTERS: usize = 3;
-/// Number of hash slots of Redis Cluster.
-pub const SLOTS: u16 = 16384;
 /// Environment variable naming an existing cluster to test instead.
 pub const CLUSTER_URLS_ENV: &str = "REDIS_CLUSTER_URLS";
 
@@ -112,35 +110,7 @@ pub fn redis_cli() -> PathBuf {
 // Hash slots
 // ---------------------------------------------------------------------------
 
-/// CRC16/XMODEM, the checksum of Redis Cluster's key -> slot mapping.
-fn crc16(bytes: &[u8]) -> u16 {
-    let mut crc: u16 = 0;
-    for &b in bytes {
-        crc ^= (b as u16) << 8;
-        for _ in 0..8 {
-            crc = if crc & 0x8000 != 0 {
-                (crc << 1) ^ 0x1021
-            } else {
-                crc << 1
-            };
-        }
-    }
-    crc
-}
-
-/// The hash slot of a key, as the server computes it: only the part between the
-/// first `{` and the next `}` is hashed when it is not empty (a hash tag).
-/// The tests check it against `CLUSTER KEYSLOT`.
-pub fn key_slot(key: &[u8]) -> u16 {
-    let hashed = match key.iter().position(|&b| b == b'{') {
-        Some(open) => match key[open + 1..].iter().position(|&b| b == b'}') {
-            Some(len) if len > 0 => &key[open + 1..open + 1 + len],
-            _ => key,
-        },
-        None => key,
-    };
-    crc16(hashed) % SLOTS
-}
+pub use crate::common::key_slot::{key_slot, SLOTS};
 
 // ---------------------------------------------------------------------------
 // Topology (CLUSTER NODES)

@@ -5,6 +5,8 @@
 //! test panics (the temp dir is then kept and its path printed).
 #![allow(dead_code)]
 
+pub mod key_slot;
+
 use std::io::{Read, Seek, SeekFrom};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
