@@ -50,30 +50,15 @@ pub fn run(ctx: Ctx, argv: &[RStr]) -> Result<Reply, ShieldError> {
         keys.push(key);
     }
     let outcome = absorb_all(&requests, now_ms);
-    let mut remaining = Vec::with_capacity(count);
     let mut short_keys = Vec::new();
     for ((key, request), decision) in keys.iter_mut().zip(&requests).zip(&outcome.each) {
         match *decision {
-            Decision::Admitted {
-                full_at,
-                remaining: left,
-            } => {
-                if outcome.admitted {
-                    key.store(&stored_state::encode(&request.limit, full_at)?)?;
-                    stats::count(&stats::TOKENS_ABSORBED, request.tokens);
-                    remaining.push(int(left));
-                } else {
-                    // Not charged: report what it holds now.
-                    let now = request.limit.ms_to_ticks(now_ms);
-                    let available =
-                        crate::bucket::level(&request.limit, request.full_at, now).available;
-                    remaining.push(int(available));
-                }
+            Decision::Admitted { full_at, .. } if outcome.admitted => {
+                key.store(&stored_state::encode(&request.limit, full_at)?)?;
+                stats::count(&stats::TOKENS_ABSORBED, request.tokens);
             }
-            Decision::Denied { available } => {
-                remaining.push(int(available));
-                short_keys.push(key.name());
-            }
+            Decision::Admitted { .. } => {}
+            Decision::Denied { .. } => short_keys.push(key.name()),
         }
     }
     stats::count(
@@ -87,7 +72,7 @@ pub fn run(ctx: Ctx, argv: &[RStr]) -> Result<Reply, ShieldError> {
     Ok(Reply::AbsorbAll {
         admitted: outcome.admitted,
         retry_after_ms: ms_or_never(outcome.retry_after_ms),
-        remaining,
+        remaining: outcome.left.iter().map(|&n| int(n)).collect(),
         short_keys,
     })
 }

@@ -250,6 +250,9 @@ pub struct AllDecision {
     pub admitted: bool,
     /// Per bucket, in order: the decision it would take on its own.
     pub each: Vec<Decision>,
+    /// Per bucket, in order: whole tokens left after the call when admitted,
+    /// whole tokens available now (nothing charged) when denied.
+    pub left: Vec<u64>,
     /// When denied: milliseconds until every bucket would admit its tokens
     /// (the longest of their waits); `None` when some bucket can never
     /// (tokens above its capacity). `Some(0)` when admitted.
@@ -264,6 +267,17 @@ pub fn absorb_all(requests: &[Request], now_ms: u64) -> AllDecision {
         .map(|r| absorb(&r.limit, r.full_at, r.limit.ms_to_ticks(now_ms), r.tokens))
         .collect();
     let admitted = each.iter().all(|d| matches!(d, Decision::Admitted { .. }));
+    let left = requests
+        .iter()
+        .zip(&each)
+        .map(|(r, d)| match d {
+            Decision::Admitted { remaining, .. } if admitted => *remaining,
+            Decision::Admitted { .. } => {
+                level(&r.limit, r.full_at, r.limit.ms_to_ticks(now_ms)).available
+            }
+            Decision::Denied { available } => *available,
+        })
+        .collect();
     let retry_after_ms = if admitted {
         Some(0)
     } else {
@@ -275,6 +289,7 @@ pub fn absorb_all(requests: &[Request], now_ms: u64) -> AllDecision {
     AllDecision {
         admitted,
         each,
+        left,
         retry_after_ms,
     }
 }
@@ -648,6 +663,7 @@ mod tests {
         let all = absorb_all(&[req(a, 2), req(b, 3)], now_ms);
         assert!(all.admitted);
         assert_eq!(all.retry_after_ms, Some(0));
+        assert_eq!(all.left, [8, 0]);
         // b is drained now: the next call is denied for both, and says when
         // both would admit it: b refills a token every 20 s.
         let full_at = |d: &Decision| match d {
@@ -668,6 +684,8 @@ mod tests {
         ];
         let denied = absorb_all(&next, now_ms);
         assert!(!denied.admitted);
+        // Nothing charged: a still holds its 8 tokens, b none.
+        assert_eq!(denied.left, [8, 0]);
         assert!(matches!(denied.each[0], Decision::Admitted { .. }));
         assert!(matches!(denied.each[1], Decision::Denied { available: 0 }));
         assert_eq!(denied.retry_after_ms, Some(20_000));
