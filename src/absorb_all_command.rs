@@ -57,8 +57,11 @@ pub fn run(ctx: Ctx, argv: &[RStr]) -> Result<Reply, ShieldError> {
                 key.store(&stored_state::encode(&request.limit, full_at)?)?;
                 stats::count(&stats::TOKENS_ABSORBED, request.tokens);
             }
-            Decision::Admitted { .. } => {}
-            Decision::Denied { .. } => short_keys.push(key.name()),
+            Decision::Admitted { .. } => key.store_if_legacy(&request.limit)?,
+            Decision::Denied { .. } => {
+                key.store_if_legacy(&request.limit)?;
+                short_keys.push(key.name());
+            }
         }
     }
     stats::count(

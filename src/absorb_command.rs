@@ -47,6 +47,7 @@ pub fn run(ctx: Ctx, argv: &[RStr]) -> Result<Reply, ShieldError> {
                     int(remaining)
                 }
                 Decision::Denied { .. } => {
+                    key.store_if_legacy(&limit)?;
                     stats::count(&stats::DENIED, 1);
                     -1
                 }
@@ -61,6 +62,7 @@ pub fn run(ctx: Ctx, argv: &[RStr]) -> Result<Reply, ShieldError> {
             true
         }
         Decision::Denied { .. } => {
+            key.store_if_legacy(&limit)?;
             stats::count(&stats::DENIED, 1);
             false
         }

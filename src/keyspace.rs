@@ -55,6 +55,9 @@ pub struct BucketKey {
     /// The value as read, when it is short enough to be one of ours: a write
     /// of the same bytes only moves the expiry.
     current: Option<([u8; MAX_VALUE_LEN], usize)>,
+    /// The state read is a 1.x value that must be stored in the 2.x form by
+    /// this call, whatever it decides (see [`stored_state::Decoded`]).
+    rewrite: Option<Ticks>,
 }
 
 impl BucketKey {
@@ -75,6 +78,7 @@ impl BucketKey {
             name,
             key,
             current: None,
+            rewrite: None,
         })
     }
 
@@ -120,7 +124,20 @@ impl BucketKey {
         // SAFETY: open key.
         let expire = unsafe { get_expire(self.key) };
         let expire = (expire != raw::mstime_t::from(raw::REDISMODULE_NO_EXPIRE)).then_some(expire);
-        stored_state::decode(limit, value, expire, now).map(Some)
+        let decoded = stored_state::decode(limit, value, expire, now)?;
+        self.rewrite = decoded.rewrite.then_some(decoded.full_at);
+        Ok(Some(decoded.full_at))
+    }
+
+    /// For a call that takes nothing from a 1.x bucket (denied): stores the
+    /// state it was read as, so that refill runs from this moment and the
+    /// retry-after it answered holds. A no-op for any other bucket (the
+    /// usual case: a denied call writes nothing).
+    pub fn store_if_legacy(&mut self, limit: &Limit) -> Result<(), ShieldError> {
+        match self.rewrite {
+            Some(full_at) => self.store(&stored_state::encode(limit, full_at)?),
+            None => Ok(()),
+        }
     }
 
     /// Stores the new state and its expiry (on a key opened with
@@ -168,6 +185,7 @@ impl BucketKey {
             }
         }
         self.current = None;
+        self.rewrite = None;
         Ok(())
     }
 

@@ -5,27 +5,36 @@
 //! full (so idle buckets cost nothing) and never earlier (a key that vanished
 //! early would hand out a fraction of a token too soon).
 //!
-//! The **value** is `~` followed by the decimal *remainder*: how many ticks
-//! (`1/capacity` ms) the true full-again moment lies before the expiry
-//! millisecond, `0 <= remainder < capacity`. Together they give the exact
-//! full-again tick: `full_at = expire_ms * capacity - remainder`. With the
-//! usual parameters (`period * 1000` a multiple of `capacity`) the value is
-//! always `~0`.
+//! The **value** says how far before that millisecond the true full-again
+//! moment lies, in ticks of `1/capacity` ms:
+//! - `~0`: exactly at the expiry millisecond. With the usual parameters
+//!   (`period * 1000` a multiple of `capacity`) this is always the value, and
+//!   it means the same for every capacity.
+//! - `~<remainder>/<capacity>`: `remainder` ticks of `1/capacity` ms before it
+//!   (`0 < remainder < capacity`). The capacity is stored with the remainder,
+//!   so a call with another capacity converts it exactly, rounding towards a
+//!   later full-again moment (fewer tokens, never more).
+//! - `~<remainder>` with no capacity (written by pre-release 2.0 builds): the
+//!   capacity it was counted in is unknown, so it is read as `~0`: at most
+//!   one millisecond of refill later than the truth, never earlier.
 //!
 //! A value that is a plain decimal integer was written by redis-shield 1.x:
 //! the number of tokens left, in a key whose TTL was the period. It is read as
-//! that many tokens available now, refilling at the bucket's rate from now on
-//! (never more than 1.x itself would have allowed at this moment), and it is
-//! rewritten in the 2.x form by the next admitted call.
+//! that many tokens available at the moment of the read. That reading depends
+//! on when it is made, so it is not a state: the first call that may write
+//! (an absorb, admitted **or denied**) stores it in the 2.x form
+//! ([`Decoded::rewrite`]), and refill runs from that moment on.
 
 use crate::bucket::{div_ceil, Limit, Ticks};
 use crate::error::ShieldError;
 
 const TAG: u8 = b'~';
+const OVER: u8 = b'/';
 
-/// The longest value 2.x writes: the tag and up to 16 digits (a remainder is
-/// below the capacity, at most 10^15), with room to spare.
-pub const MAX_VALUE_LEN: usize = 24;
+/// The longest value 2.x writes: the tag, a remainder (below the capacity:
+/// at most 15 digits), the slash and a capacity (at most 16 digits), with
+/// room to spare.
+pub const MAX_VALUE_LEN: usize = 40;
 
 /// A stored state ready to be written: the value bytes and the absolute
 /// expiry in milliseconds. Lives on the stack: encoding allocates nothing.
@@ -92,19 +101,39 @@ pub fn encode(limit: &Limit, full_at: Ticks) -> Result<Encoded, ShieldError> {
     let expire_at_ms =
         i64::try_from(expire_at).map_err(|_| ShieldError::Storage("encode the expiry of"))?;
     let remainder = u64::try_from(remainder).map_err(|_| ShieldError::Storage("encode"))?;
-    // remainder < capacity <= 10^15: at most 16 digits after the tag.
-    let mut digits = Decimal::default();
-    let tail = digits.format(remainder);
     let mut buf = [TAG; MAX_VALUE_LEN];
-    let len = 1 + tail.len();
-    if let Some(dst) = buf.get_mut(1..len) {
-        dst.copy_from_slice(tail);
+    let mut len = 1;
+    let mut push = |bytes: &[u8]| -> Result<(), ShieldError> {
+        let dst = buf
+            .get_mut(len..len + bytes.len())
+            .ok_or(ShieldError::Storage("encode"))?;
+        dst.copy_from_slice(bytes);
+        len += bytes.len();
+        Ok(())
+    };
+    let mut digits = Decimal::default();
+    push(digits.format(remainder))?;
+    if remainder != 0 {
+        // remainder < capacity <= 10^15: 15 + 1 + 16 bytes at most.
+        push(&[OVER])?;
+        push(digits.format(limit.capacity()))?;
     }
     Ok(Encoded {
         buf,
         len,
         expire_at_ms,
     })
+}
+
+/// A stored bucket, decoded for one call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Decoded {
+    /// The full-again tick, in the ticks of the caller's limit.
+    pub full_at: Ticks,
+    /// True for a 1.x value that is not full: its reading depends on the
+    /// moment it is read, so a call that may write must store `full_at` in
+    /// the 2.x form even when it takes nothing (refill then runs from here).
+    pub rewrite: bool,
 }
 
 /// Decodes a stored bucket into its full-again tick.
@@ -116,18 +145,17 @@ pub fn decode(
     value: &[u8],
     expire_at_ms: Option<i64>,
     now: Ticks,
-) -> Result<Ticks, ShieldError> {
+) -> Result<Decoded, ShieldError> {
     match value.split_first() {
-        Some((&TAG, digits)) => {
-            let remainder = parse_digits(digits).ok_or(ShieldError::NotABucket)?;
+        Some((&TAG, rest)) => {
+            let before_expiry = remainder_ticks(limit, rest).ok_or(ShieldError::NotABucket)?;
             let expire_at = expire_at_ms
                 .and_then(|ms| u64::try_from(ms).ok())
                 .ok_or(ShieldError::BadExpiry)?;
-            // A remainder is below the capacity it was written with; after a
-            // capacity change keep it below the new one. Clamping only moves
-            // the full-again moment later (fewer tokens, never more).
-            let remainder = Ticks::from(remainder).min(limit.ticks_per_ms() - 1);
-            Ok(limit.ms_to_ticks(expire_at) - remainder)
+            Ok(Decoded {
+                full_at: limit.ms_to_ticks(expire_at) - before_expiry,
+                rewrite: false,
+            })
         }
         _ => {
             let tokens_left = parse_legacy(value).ok_or(ShieldError::NotABucket)?;
@@ -135,8 +163,41 @@ pub fn decode(
             let missing = i128::from(limit.capacity()) - available;
             // 0 <= missing <= capacity.
             let missing = Ticks::try_from(missing).unwrap_or(0);
-            Ok(now + missing * limit.interval())
+            Ok(Decoded {
+                full_at: now + missing * limit.interval(),
+                rewrite: missing > 0,
+            })
         }
+    }
+}
+
+/// The ticks (of `limit`) by which the full-again moment precedes the expiry
+/// millisecond, from the part of a 2.x value after the tag; always below one
+/// millisecond (`< limit.ticks_per_ms()`). `None`: not a 2.x value.
+fn remainder_ticks(limit: &Limit, rest: &[u8]) -> Option<Ticks> {
+    let (remainder, capacity) = match rest.iter().position(|&b| b == OVER) {
+        Some(slash) => {
+            let (remainder, capacity) = rest.split_at(slash);
+            let capacity = parse_digits(capacity.get(1..)?)?;
+            (parse_digits(remainder)?, Some(capacity))
+        }
+        None => (parse_digits(rest)?, None),
+    };
+    let remainder = Ticks::from(remainder);
+    match capacity {
+        // Written with this capacity (the usual case): exact.
+        Some(c) if Ticks::from(c) == limit.ticks_per_ms() && remainder < limit.ticks_per_ms() => {
+            Some(remainder)
+        }
+        // remainder/c ms in ticks of 1/new ms, rounded down: the full-again
+        // moment lands on or after the true one, less than a tick later.
+        Some(c) if remainder < Ticks::from(c) => {
+            Some(remainder * limit.ticks_per_ms() / Ticks::from(c))
+        }
+        Some(_) => None,
+        // No capacity: `~0` is exact for any capacity; a pre-release `~r`
+        // is read as `~0` (later, never earlier).
+        None => Some(0),
     }
 }
 
@@ -190,7 +251,10 @@ mod tests {
             );
             assert_eq!(
                 decode(&limit, enc.value(), Some(enc.expire_at_ms), now),
-                Ok(full_at)
+                Ok(Decoded {
+                    full_at,
+                    rewrite: false
+                })
             );
         }
     }
@@ -234,6 +298,13 @@ mod tests {
             b"--1",
             b"\xff",
             b" 1",
+            b"~1/",
+            b"~/5",
+            b"~1/0",
+            b"~5/5",
+            b"~7/5",
+            b"~1/2/3",
+            b"~1/x",
         ] {
             assert_eq!(
                 decode(&limit, v, Some(5), 0),
@@ -249,28 +320,99 @@ mod tests {
         let limit = lim(10, 10);
         let now = limit.ms_to_ticks(50_000);
         let at = |v: &[u8]| {
-            let full_at = decode(&limit, v, Some(55_000), now).expect("legacy");
-            level(&limit, Some(full_at), now).available
+            let d = decode(&limit, v, Some(55_000), now).expect("legacy");
+            (level(&limit, Some(d.full_at), now).available, d.rewrite)
         };
-        assert_eq!(at(b"7"), 7);
-        assert_eq!(at(b"0"), 0);
-        assert_eq!(at(b"-3"), 0);
-        assert_eq!(at(b"10"), 10);
-        assert_eq!(at(b"999"), 10);
-        // After a 1.x value, refill runs at the bucket's rate: 1 token/s.
-        let full_at = decode(&limit, b"7", None, now).expect("legacy");
+        // Not full: the reading depends on `now`, so it must be stored.
+        assert_eq!(at(b"7"), (7, true));
+        assert_eq!(at(b"0"), (0, true));
+        assert_eq!(at(b"-3"), (0, true));
+        // Full whenever it is read: nothing to store.
+        assert_eq!(at(b"10"), (10, false));
+        assert_eq!(at(b"999"), (10, false));
+        // Once stored, refill runs at the bucket's rate: 1 token/s.
+        let full_at = decode(&limit, b"7", None, now).expect("legacy").full_at;
         let later = limit.ms_to_ticks(51_000);
         assert_eq!(level(&limit, Some(full_at), later).available, 8);
     }
 
     #[test]
-    fn a_smaller_capacity_never_gains_tokens_from_an_old_remainder() {
-        let old = lim(1_000, 7);
-        let new = lim(3, 7);
-        let now = old.ms_to_ticks(10_000);
-        let full_at = now + 123_456;
+    fn a_remainder_carries_its_capacity() {
+        // 3 tokens per 7 s: one token is 2333 2/3 ms, 2 ticks before 2334.
+        let limit = lim(3, 7);
+        let Decision::Admitted { full_at, .. } = absorb(&limit, None, 0, 1) else {
+            panic!("admitted")
+        };
+        let enc = encode(&limit, full_at).expect("encodes");
+        assert_eq!((enc.value(), enc.expire_at_ms), (&b"~2/3"[..], 2_334));
+        // The longest value: a remainder of 15 digits over a capacity of 16.
+        let max = lim(MAX_CAPACITY, 7);
+        let enc =
+            encode(&max, max.ms_to_ticks(5) - Ticks::from(MAX_CAPACITY - 1)).expect("encodes");
+        assert_eq!(enc.value(), b"~999999999999999/1000000000000000");
+        assert!(enc.value().len() <= MAX_VALUE_LEN);
+        // A pre-release value without its capacity reads as `~0`.
+        let d = decode(&limit, b"~2", Some(2_334), 0).expect("decodes");
+        assert_eq!(d.full_at, limit.ms_to_ticks(2_334));
+    }
+
+    /// The case from the field: a remainder written with capacity 10^15 and
+    /// read with 10^9 used to be clamped to 10^9 - 1 ticks (almost 1 ms, 9 990
+    /// tokens of this bucket) instead of the 999 ticks it stands for.
+    #[test]
+    fn a_smaller_capacity_reads_the_remainder_exactly() {
+        let old = lim(1_000_000_000_000_000, 1_000);
+        let new = lim(1_000_000_000, 100);
+        let now_ms = 1_700_000_000_000;
+        let Decision::Admitted { full_at, .. } =
+            absorb(&old, None, old.ms_to_ticks(now_ms), 59_999_999_999_001)
+        else {
+            panic!("admitted")
+        };
         let enc = encode(&old, full_at).expect("encodes");
-        let reread = decode(&new, enc.value(), Some(enc.expire_at_ms), 0).expect("decodes");
-        assert!(reread > new.ms_to_ticks(enc.expire_at_ms as u64 - 1));
+        assert_eq!(enc.value(), b"~999000000/1000000000000000");
+        let d = decode(&new, enc.value(), Some(enc.expire_at_ms), 0).expect("decodes");
+        assert_eq!(d.full_at, new.ms_to_ticks(enc.expire_at_ms as u64) - 999);
+        let now = new.ms_to_ticks(now_ms);
+        let tokens = level(&new, Some(d.full_at), now).available;
+        let without_remainder = level(&new, Some(new.ms_to_ticks(enc.expire_at_ms as u64)), now);
+        assert!(tokens <= without_remainder.available + 1, "{tokens}");
+    }
+
+    /// Any capacity change: the re-read full-again moment is never before
+    /// the true one (no token appears) and less than one new tick after it;
+    /// with the same capacity it is exact.
+    #[test]
+    fn a_capacity_change_never_moves_the_full_again_moment_earlier() {
+        let mut rng = Rng::new(11);
+        for i in 0..20_000 {
+            let magnitude = |rng: &mut Rng| {
+                let digits = 1 + rng.below(15) as u32;
+                1 + rng.below(10u64.pow(digits))
+            };
+            let old = lim(magnitude(&mut rng).min(MAX_CAPACITY), 1 + rng.below(10_000));
+            let new = if i % 4 == 0 {
+                old
+            } else {
+                lim(magnitude(&mut rng).min(MAX_CAPACITY), 1 + rng.below(10_000))
+            };
+            let base_ms = 1_700_000_000_000 + rng.below(1 << 30);
+            let now = old.ms_to_ticks(base_ms);
+            let full_at = now + 1 + rng.below_u128(old.burst());
+            let enc = encode(&old, full_at).expect("encodes");
+            let d = decode(&new, enc.value(), Some(enc.expire_at_ms), 0).expect("decodes");
+            // Compare the instants full_at/old_capacity and d.full_at/new_capacity
+            // (ms), counted from base_ms so the products stay within u128.
+            let truth = (full_at - now) * new.ticks_per_ms();
+            let reread = (d.full_at - new.ms_to_ticks(base_ms)) * old.ticks_per_ms();
+            assert!(reread >= truth, "{old:?} -> {new:?}: earlier");
+            assert!(
+                reread - truth < old.ticks_per_ms(),
+                "{old:?} -> {new:?}: more than a tick later"
+            );
+            if new == old {
+                assert_eq!(d.full_at, full_at);
+            }
+        }
     }
 }

@@ -2,29 +2,7 @@
 
 mod common;
 
-use common::{absorb, wait_for_replication, Server, ServerOptions};
-
-fn details(c: &mut redis::Connection, key: &str, cap: u64, period: u64, tokens: u64) -> [i64; 4] {
-    let v: Vec<i64> = redis::cmd("SHIELD.absorb")
-        .arg(key)
-        .arg(cap)
-        .arg(period)
-        .arg(tokens)
-        .arg("withdetails")
-        .query(c)
-        .unwrap();
-    v.try_into().expect("four integers")
-}
-
-fn inspect(c: &mut redis::Connection, key: &str, cap: u64, period: u64) -> [i64; 4] {
-    let v: Vec<i64> = redis::cmd("SHIELD.inspect")
-        .arg(key)
-        .arg(cap)
-        .arg(period)
-        .query(c)
-        .unwrap();
-    v.try_into().expect("four integers")
-}
+use common::{absorb, details, inspect, wait_for_replication, Server, ServerOptions};
 
 #[test]
 fn withdetails_reports_decision_left_retry_and_reset() {

@@ -3,13 +3,7 @@
 
 mod common;
 
-use common::{absorb, info_field, wait_for_replication, Server, ServerOptions};
-
-fn state(c: &mut redis::Connection, key: &str) -> (Option<Vec<u8>>, i64) {
-    let value: Option<Vec<u8>> = redis::cmd("GET").arg(key).query(c).unwrap();
-    let expire: i64 = redis::cmd("PEXPIRETIME").arg(key).query(c).unwrap();
-    (value, expire)
-}
+use common::{absorb, info_field, stored, wait_for_replication, Server, ServerOptions};
 
 fn repl_offset(c: &mut redis::Connection) -> i64 {
     let info: String = redis::cmd("INFO").arg("replication").query(c).unwrap();
@@ -52,13 +46,13 @@ fn replicas_hold_the_same_value_and_absolute_expiry() {
     let acked: i64 = redis::cmd("WAIT").arg(2).arg(5_000).query(&mut m).unwrap();
     assert_eq!(acked, 2);
     for key in keys {
-        let on_master = state(&mut m, key);
+        let on_master = stored(&mut m, key);
         assert!(on_master.0.is_some(), "{key} missing on master");
         assert!(on_master.1 > 0, "{key} has no expiry on master");
         for replica in [&with_module, &without_module] {
             let mut r = replica.conn();
             assert_eq!(
-                state(&mut r, key),
+                stored(&mut r, key),
                 on_master,
                 "{key} on replica :{}",
                 replica.port()

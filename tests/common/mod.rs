@@ -514,6 +514,44 @@ pub fn absorb(
         .unwrap_or_else(|e| panic!("SHIELD.absorb failed: {e}"))
 }
 
+/// `SHIELD.absorb key capacity period tokens WITHDETAILS`: `[admitted, left,
+/// retry_after_ms, reset_after_ms]`.
+pub fn details(
+    c: &mut redis::Connection,
+    key: &str,
+    cap: u64,
+    period: u64,
+    tokens: u64,
+) -> [i64; 4] {
+    let v: Vec<i64> = redis::cmd("SHIELD.absorb")
+        .arg(key)
+        .arg(cap)
+        .arg(period)
+        .arg(tokens)
+        .arg("withdetails")
+        .query(c)
+        .unwrap_or_else(|e| panic!("SHIELD.absorb WITHDETAILS failed: {e}"));
+    v.try_into().expect("four integers")
+}
+
+/// `SHIELD.inspect key capacity period`: `[available, capacity, next_ms, full_ms]`.
+pub fn inspect(c: &mut redis::Connection, key: &str, cap: u64, period: u64) -> [i64; 4] {
+    let v: Vec<i64> = redis::cmd("SHIELD.inspect")
+        .arg(key)
+        .arg(cap)
+        .arg(period)
+        .query(c)
+        .unwrap_or_else(|e| panic!("SHIELD.inspect failed: {e}"));
+    v.try_into().expect("four integers")
+}
+
+/// A key's stored state: its value (`None`: no key) and `PEXPIRETIME`.
+pub fn stored(c: &mut redis::Connection, key: &str) -> (Option<Vec<u8>>, i64) {
+    let value: Option<Vec<u8>> = redis::cmd("GET").arg(key).query(c).unwrap();
+    let expire: i64 = redis::cmd("PEXPIRETIME").arg(key).query(c).unwrap();
+    (value, expire)
+}
+
 /// `SHIELD.absorb` with raw arguments, expecting an error; returns it as the
 /// server wrote it (`CODE detail`).
 pub fn absorb_err(c: &mut redis::Connection, args: &[&[u8]]) -> String {
