@@ -9,7 +9,8 @@
 # module, runs REQUESTS requests with redis-benchmark (-c 4, -P PIPELINE), and
 # reports (Ir(run) - Ir(idle run)) / REQUESTS, where the idle run is a server
 # that only answers one PING: startup and shutdown cancel out.
-# Server binary: $SHIELD_SERVER_BIN or redis-server on PATH. Needs valgrind,
+# Server binary: $SHIELD_SERVER_BIN or redis-server on PATH; module: $SHIELD_MODULE or
+# this tree's release build. Needs valgrind,
 # redis-benchmark and redis-cli.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -29,8 +30,14 @@ for tool in valgrind redis-benchmark redis-cli; do
 done
 server="${SHIELD_SERVER_BIN:-$(command -v redis-server || true)}"
 [ -x "$server" ] || { echo "no redis-server: set SHIELD_SERVER_BIN or install one" >&2; exit 1; }
-cargo build --release --quiet
-module="$PWD/target/release/libredis_shield.so"
+# SHIELD_MODULE: another build of the module to measure (e.g. a copy of the
+# previous build, for a before/after comparison); default: build this tree.
+if [ -n "${SHIELD_MODULE:-}" ]; then
+    module="$SHIELD_MODULE"
+else
+    cargo build --release --quiet
+    module="$PWD/target/release/libredis_shield.so"
+fi
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
