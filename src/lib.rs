@@ -20,6 +20,8 @@ mod absorb_command;
 #[cfg(not(test))]
 mod command_info;
 #[cfg(not(test))]
+mod eviction;
+#[cfg(not(test))]
 mod inspect_command;
 #[cfg(not(test))]
 mod keyspace;
@@ -29,6 +31,8 @@ mod registration;
 mod reply;
 #[cfg(not(test))]
 mod server_api;
+#[cfg(not(test))]
+mod server_info;
 #[cfg(not(test))]
 mod stats;
 
@@ -45,6 +49,7 @@ mod module {
             ctx.log_warning(&format!("redis-shield: {e}"));
             return Status::Err;
         }
+        crate::eviction::watch(ctx.ctx);
         // Replaces the info callback the macro installed (it runs before
         // init), so INFO shows our own section without an extra crate.
         // SAFETY: OnLoad context.
@@ -56,12 +61,27 @@ mod module {
         Status::Ok
     }
 
+    /// `MODULE UNLOAD` is refused: a server frees an unloaded module's
+    /// commands while a client may still hold one (queued in `MULTI`, or
+    /// held by `CLIENT PAUSE`), and running it then crashes the server. To
+    /// change the module's version, restart the server with the new `.so`
+    /// (or fail over to a replica that loads it).
+    fn refuse_unload(ctx: &Context) -> Status {
+        ctx.log_warning(
+            "redis-shield: MODULE UNLOAD refused: a SHIELD command queued in MULTI or held by \
+             CLIENT PAUSE would crash the server once the module is gone. To upgrade, restart \
+             the server with the new module (or fail over to a replica that loads it).",
+        );
+        Status::Err
+    }
+
     redis_module! {
         name: "shield",
         version: 20000,
         allocator: (redis_module::alloc::RedisAlloc, redis_module::alloc::RedisAlloc),
         data_types: [],
         init: init,
+        deinit: refuse_unload,
         commands: [],
     }
 }
