@@ -46,10 +46,11 @@ fn stored_value_and_expiry_are_the_documented_format() {
         "{before} {expire} {after}"
     );
     // 3 tokens per 7 s: a token is 2333.33 ms, so the bucket is full again
-    // 2/3 ms before the expiry millisecond: 2 ticks of 1/3 ms.
+    // 2/3 ms before the expiry millisecond: 2 ticks of 1/3 ms, stored with
+    // the capacity they are counted in.
     assert_eq!(absorb(&mut c, "frac", 3, 7, Some(1)), 2);
     let value: String = redis::cmd("GET").arg("frac").query(&mut c).unwrap();
-    assert_eq!(value, "~2");
+    assert_eq!(value, "~2/3");
 }
 
 fn now_ms(c: &mut redis::Connection) -> i64 {
