@@ -918,3 +918,482 @@ fn unique_prefix() -> String {
         COUNTER.fetch_add(1, Ordering::SeqCst)
     )
 }
+
+// ---------------------------------------------------------------------------
+// Atomic slot migration (ASM)
+// ---------------------------------------------------------------------------
+
+/// The atomic slot migration a server offers, found by asking it (see
+/// [`Cluster::atomic_slot_migration`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AtomicSlotMigration {
+    /// Valkey 9+: `CLUSTER MIGRATESLOTS SLOTSRANGE s s NODE <target>`, sent to
+    /// the source; observed with `CLUSTER GETSLOTMIGRATIONS` (jobs end in
+    /// `success`, `failed` or `cancelled`).
+    Valkey,
+    /// Redis 8.4+: `CLUSTER MIGRATION IMPORT s s`, sent to the target;
+    /// observed with `CLUSTER MIGRATION STATUS ID <task>` (tasks end in
+    /// `completed`, `failed` or `canceled`).
+    Redis,
+    /// Neither: the server's answers to `CLUSTER MIGRATESLOTS` and to
+    /// `CLUSTER MIGRATION` (both "unknown subcommand").
+    Unsupported {
+        migrateslots: String,
+        migration: String,
+    },
+}
+
+/// What [`Cluster::migrate_slot_atomically`] did.
+#[derive(Clone, Debug)]
+pub struct SlotMigration {
+    pub kind: AtomicSlotMigration,
+    /// The job's name (Valkey) or task id (Redis).
+    pub task: String,
+    pub slot: u16,
+    pub source: ClusterNode,
+    pub target: ClusterNode,
+    /// From the command to every node seeing the target as the slot's owner.
+    pub elapsed: Duration,
+    /// How long the hand-over was held back while the source streamed the
+    /// slot's writes to the target (zero when not held).
+    pub held: Duration,
+    /// The source's last status of the job (`state`, `message`/`last_error`...).
+    pub source_status: BTreeMap<String, String>,
+    /// The target's last status of the job.
+    pub target_status: BTreeMap<String, String>,
+}
+
+/// `CLUSTER <subcommand>` without arguments: `Ok(error text)` when the server
+/// knows the subcommand (it answers with an arity error), `Err(error text)`
+/// when it does not ("unknown subcommand"). Any other answer is a panic: this
+/// must never run a migration, nor mistake another error for "absent".
+fn probe_cluster_subcommand(c: &mut redis::Connection, sub: &str) -> Result<String, String> {
+    match redis::cmd("CLUSTER").arg(sub).query::<redis::Value>(c) {
+        Ok(v) => panic!("CLUSTER {sub} without arguments answered {v:?}"),
+        Err(e) => {
+            let text = e.to_string();
+            let lower = text.to_lowercase();
+            if lower.contains("unknown subcommand") {
+                Err(text)
+            } else if lower.contains("wrong number of arguments") {
+                Ok(text)
+            } else {
+                panic!("unexpected answer to CLUSTER {sub} without arguments: {text}")
+            }
+        }
+    }
+}
+
+/// A reply value as text (bulk and simple strings, integers; "" for nil).
+fn value_text(v: &redis::Value) -> String {
+    match v {
+        redis::Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
+        redis::Value::SimpleString(s) => s.clone(),
+        redis::Value::Int(i) => i.to_string(),
+        redis::Value::Okay => "OK".into(),
+        redis::Value::Nil => String::new(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// The entries of a `CLUSTER GETSLOTMIGRATIONS` / `CLUSTER MIGRATION STATUS`
+/// reply: an array of field/value lists (RESP2) or maps (RESP3).
+pub fn parse_migration_entries(reply: &redis::Value) -> Vec<BTreeMap<String, String>> {
+    let redis::Value::Array(entries) = reply else {
+        panic!("slot migration status is not an array: {reply:?}");
+    };
+    entries
+        .iter()
+        .map(|entry| match entry {
+            redis::Value::Array(flat) => flat
+                .chunks(2)
+                .map(|kv| {
+                    (
+                        value_text(&kv[0]),
+                        kv.get(1).map(value_text).unwrap_or_default(),
+                    )
+                })
+                .collect(),
+            redis::Value::Map(pairs) => pairs
+                .iter()
+                .map(|(k, v)| (value_text(k), value_text(v)))
+                .collect(),
+            other => panic!("slot migration entry is not a list or map: {other:?}"),
+        })
+        .collect()
+}
+
+impl Cluster {
+    /// Which atomic slot migration the nodes offer, asked of every master
+    /// (they must agree): `CLUSTER MIGRATESLOTS` and `CLUSTER MIGRATION`
+    /// without arguments, which a server that has them answers with an arity
+    /// error, and one that has not with "unknown subcommand".
+    pub fn atomic_slot_migration(&self) -> AtomicSlotMigration {
+        let mut found: Option<(String, AtomicSlotMigration)> = None;
+        for m in self.masters() {
+            let mut c = self.conn_to(&m);
+            let kind = match (
+                probe_cluster_subcommand(&mut c, "MIGRATESLOTS"),
+                probe_cluster_subcommand(&mut c, "MIGRATION"),
+            ) {
+                (Ok(_), Err(_)) => AtomicSlotMigration::Valkey,
+                (Err(_), Ok(_)) => AtomicSlotMigration::Redis,
+                (Err(migrateslots), Err(migration)) => AtomicSlotMigration::Unsupported {
+                    migrateslots,
+                    migration,
+                },
+                (Ok(a), Ok(b)) => panic!(
+                    "{} has both CLUSTER MIGRATESLOTS ({a}) and CLUSTER MIGRATION ({b})",
+                    m.addr()
+                ),
+            };
+            match &found {
+                None => found = Some((m.addr(), kind)),
+                Some((addr, k)) if std::mem::discriminant(k) != std::mem::discriminant(&kind) => {
+                    panic!("{addr} offers {k:?} but {} offers {kind:?}", m.addr())
+                }
+                Some(_) => {}
+            }
+        }
+        found.expect("no master").1
+    }
+
+    /// Move `slot` from its owner to `target` with the server's own atomic
+    /// slot migration (see [`AtomicSlotMigration`]), and poll (no fixed
+    /// sleeps) until the job has succeeded on both sides and every running
+    /// node sees `target` as the slot's only owner, then until the cluster is
+    /// healthy. Panics with the job's status and the node logs if the server
+    /// refuses the migration or the job fails.
+    pub fn migrate_slot_atomically(&self, slot: u16, target: &ClusterNode) -> SlotMigration {
+        self.run_atomic_migration(slot, target, None)
+    }
+
+    /// Like [`Cluster::migrate_slot_atomically`], but the hand-over is held
+    /// back until `while_streaming` returns: the source has sent the slot's
+    /// snapshot and streams every further write of the slot to the target,
+    /// while still serving the slot's clients. It is held with the servers'
+    /// debug switches (`DEBUG SLOTMIGRATION PREVENT-PAUSE` on Valkey,
+    /// `DEBUG ASM-FAILPOINT migrate-main-channel handoff-prep` on Redis;
+    /// `enable-debug-command` is on in the nodes this harness starts).
+    pub fn migrate_slot_atomically_holding(
+        &self,
+        slot: u16,
+        target: &ClusterNode,
+        while_streaming: impl FnOnce(),
+    ) -> SlotMigration {
+        let mut f = Some(while_streaming);
+        let mut call = || (f.take().expect("called once"))();
+        self.run_atomic_migration(slot, target, Some(&mut call))
+    }
+
+    fn run_atomic_migration(
+        &self,
+        slot: u16,
+        target: &ClusterNode,
+        while_streaming: Option<&mut dyn FnMut()>,
+    ) -> SlotMigration {
+        let kind = self.atomic_slot_migration();
+        let source = self.owner_of_slot(slot);
+        assert_ne!(source.id, target.id, "slot {slot} is already on the target");
+        assert!(
+            target.is_master(),
+            "target {} is not a master",
+            target.addr()
+        );
+        let mut src = self.conn_to(&source);
+        let mut tgt = self.conn_to(target);
+        let started = Instant::now();
+        let (task, held, source_status, target_status) = match &kind {
+            AtomicSlotMigration::Valkey => {
+                self.valkey_migration(slot, &source, target, &mut src, &mut tgt, while_streaming)
+            }
+            AtomicSlotMigration::Redis => {
+                self.redis_migration(slot, &source, target, &mut src, &mut tgt, while_streaming)
+            }
+            AtomicSlotMigration::Unsupported {
+                migrateslots,
+                migration,
+            } => panic!(
+                "this server has no atomic slot migration: CLUSTER MIGRATESLOTS: \
+                 {migrateslots}; CLUSTER MIGRATION: {migration}"
+            ),
+        };
+        // Every running node's own view: the target serves the slot, nobody else does.
+        let what = format!(
+            "every node to see {} as the owner of slot {slot}",
+            target.addr()
+        );
+        wait_until(HEALTHY_TIMEOUT, &what, || {
+            self.alive_seeds().iter().all(|(h, p)| {
+                self.try_topology_of(h, *p).is_ok_and(|nodes| {
+                    nodes
+                        .iter()
+                        .filter(|n| n.is_master() && n.serves_slot(slot))
+                        .map(|n| n.id.as_str())
+                        .eq([target.id.as_str()])
+                })
+            })
+        });
+        let elapsed = started.elapsed();
+        self.wait_healthy(&what);
+        SlotMigration {
+            kind,
+            task,
+            slot,
+            source,
+            target: target.clone(),
+            elapsed,
+            held,
+            source_status,
+            target_status,
+        }
+    }
+
+    /// Poll `status` until it returns Some(final entry); panic on timeout.
+    fn poll_job(
+        &self,
+        what: &str,
+        mut status: impl FnMut() -> Option<BTreeMap<String, String>>,
+    ) -> BTreeMap<String, String> {
+        let deadline = Instant::now() + HEALTHY_TIMEOUT;
+        loop {
+            if let Some(entry) = status() {
+                return entry;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "timed out after {HEALTHY_TIMEOUT:?} waiting for {what}\n--- node logs ---\n{}",
+                    self.log_tails()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Valkey: `CLUSTER MIGRATESLOTS` on the source; the job is the new
+    /// `CLUSTER GETSLOTMIGRATIONS` entry of the source (EXPORT) and of the
+    /// target (IMPORT, same name).
+    #[allow(clippy::type_complexity)]
+    fn valkey_migration(
+        &self,
+        slot: u16,
+        source: &ClusterNode,
+        target: &ClusterNode,
+        src: &mut redis::Connection,
+        tgt: &mut redis::Connection,
+        while_streaming: Option<&mut dyn FnMut()>,
+    ) -> (
+        String,
+        Duration,
+        BTreeMap<String, String>,
+        BTreeMap<String, String>,
+    ) {
+        let jobs = |c: &mut redis::Connection| -> Vec<BTreeMap<String, String>> {
+            let reply: redis::Value = redis::cmd("CLUSTER")
+                .arg("GETSLOTMIGRATIONS")
+                .query(c)
+                .expect("CLUSTER GETSLOTMIGRATIONS");
+            parse_migration_entries(&reply)
+        };
+        let field = |e: &BTreeMap<String, String>, f: &str| e.get(f).cloned().unwrap_or_default();
+        let debug_hold = |c: &mut redis::Connection, on: bool| {
+            let _: () = redis::cmd("DEBUG")
+                .arg("SLOTMIGRATION")
+                .arg("PREVENT-PAUSE")
+                .arg(u8::from(on))
+                .query(c)
+                .unwrap_or_else(|e| panic!("DEBUG SLOTMIGRATION PREVENT-PAUSE {on}: {e}"));
+        };
+        let known: Vec<String> = jobs(src).iter().map(|e| field(e, "name")).collect();
+        if while_streaming.is_some() {
+            debug_hold(src, true);
+        }
+        let reply: redis::RedisResult<String> = redis::cmd("CLUSTER")
+            .arg("MIGRATESLOTS")
+            .arg("SLOTSRANGE")
+            .arg(slot)
+            .arg(slot)
+            .arg("NODE")
+            .arg(&target.id)
+            .query(src);
+        match reply {
+            Ok(ok) => assert_eq!(ok, "OK", "CLUSTER MIGRATESLOTS"),
+            Err(e) => panic!(
+                "{} refused CLUSTER MIGRATESLOTS SLOTSRANGE {slot} {slot} NODE {}: {e}",
+                source.addr(),
+                target.id
+            ),
+        }
+        let range = format!("{slot}-{slot}");
+        let job = |c: &mut redis::Connection, operation: &str, name: Option<&str>| {
+            jobs(c).into_iter().find(|e| {
+                field(e, "operation") == operation
+                    && field(e, "slot_ranges") == range
+                    && match name {
+                        Some(n) => field(e, "name") == n,
+                        None => !known.contains(&field(e, "name")),
+                    }
+            })
+        };
+        let failed = |e: &BTreeMap<String, String>| {
+            matches!(field(e, "state").as_str(), "failed" | "cancelled")
+        };
+        let new_job = self.poll_job("the EXPORT job of CLUSTER MIGRATESLOTS", || {
+            job(src, "EXPORT", None)
+        });
+        let name = field(&new_job, "name");
+        let fail = |side: &str, e: &BTreeMap<String, String>| -> ! {
+            panic!(
+                "slot migration {name} of slot {slot} {} -> {} failed on the {side}: {e:?}\n\
+                 --- node logs ---\n{}",
+                source.addr(),
+                target.addr(),
+                self.log_tails()
+            )
+        };
+        let mut held = Duration::ZERO;
+        if let Some(during) = while_streaming {
+            // The snapshot is on the target; the source streams the slot's
+            // writes and waits for leave to pause them and hand over.
+            let e = self.poll_job("the migration to stream the slot's writes", || {
+                let e = job(src, "EXPORT", Some(&name))?;
+                match field(&e, "state").as_str() {
+                    "waiting-to-pause" => Some(e),
+                    "success" => panic!("the migration was not held: {e:?}"),
+                    _ if failed(&e) => fail("source", &e),
+                    _ => None,
+                }
+            });
+            let state = field(&e, "state");
+            let holding = Instant::now();
+            during();
+            held = holding.elapsed();
+            let still = job(src, "EXPORT", Some(&name)).expect("the job");
+            assert_eq!(
+                field(&still, "state"),
+                state,
+                "the migration did not stay held while streaming: {still:?}"
+            );
+            debug_hold(src, false);
+        }
+        let source_status = self.poll_job("the EXPORT job to succeed", || {
+            let e = job(src, "EXPORT", Some(&name))?;
+            if failed(&e) {
+                fail("source", &e);
+            }
+            (field(&e, "state") == "success").then_some(e)
+        });
+        let target_status = self.poll_job("the IMPORT job to succeed", || {
+            let e = job(tgt, "IMPORT", Some(&name))?;
+            if failed(&e) {
+                fail("target", &e);
+            }
+            (field(&e, "state") == "success").then_some(e)
+        });
+        (name, held, source_status, target_status)
+    }
+
+    /// Redis: `CLUSTER MIGRATION IMPORT` on the target, which answers the task
+    /// id; `CLUSTER MIGRATION STATUS ID <task>` on both sides.
+    #[allow(clippy::type_complexity)]
+    fn redis_migration(
+        &self,
+        slot: u16,
+        source: &ClusterNode,
+        target: &ClusterNode,
+        src: &mut redis::Connection,
+        tgt: &mut redis::Connection,
+        while_streaming: Option<&mut dyn FnMut()>,
+    ) -> (
+        String,
+        Duration,
+        BTreeMap<String, String>,
+        BTreeMap<String, String>,
+    ) {
+        let failpoint = |c: &mut redis::Connection, channel: &str, state: &str| {
+            let _: () = redis::cmd("DEBUG")
+                .arg("ASM-FAILPOINT")
+                .arg(channel)
+                .arg(state)
+                .query(c)
+                .unwrap_or_else(|e| panic!("DEBUG ASM-FAILPOINT {channel:?} {state:?}: {e}"));
+        };
+        if while_streaming.is_some() {
+            // The source does not enter the hand-over (write pause) while set.
+            failpoint(src, "migrate-main-channel", "handoff-prep");
+        }
+        let task: String = redis::cmd("CLUSTER")
+            .arg("MIGRATION")
+            .arg("IMPORT")
+            .arg(slot)
+            .arg(slot)
+            .query(tgt)
+            .unwrap_or_else(|e| {
+                panic!(
+                    "{} refused CLUSTER MIGRATION IMPORT {slot} {slot}: {e}",
+                    target.addr()
+                )
+            });
+        let field = |e: &BTreeMap<String, String>, f: &str| e.get(f).cloned().unwrap_or_default();
+        let status = |c: &mut redis::Connection| -> Option<BTreeMap<String, String>> {
+            let reply: redis::Value = redis::cmd("CLUSTER")
+                .arg("MIGRATION")
+                .arg("STATUS")
+                .arg("ID")
+                .arg(&task)
+                .query(c)
+                .expect("CLUSTER MIGRATION STATUS");
+            parse_migration_entries(&reply).into_iter().next()
+        };
+        let failed = |e: &BTreeMap<String, String>| {
+            matches!(field(e, "state").as_str(), "failed" | "canceled")
+        };
+        let fail = |side: &str, e: &BTreeMap<String, String>| -> ! {
+            panic!(
+                "slot migration task {task} of slot {slot} {} -> {} failed on the {side}: {e:?}\n\
+                 --- node logs ---\n{}",
+                source.addr(),
+                target.addr(),
+                self.log_tails()
+            )
+        };
+        let mut held = Duration::ZERO;
+        if let Some(during) = while_streaming {
+            // Snapshot sent; the source streams the slot's writes.
+            let e = self.poll_job("the migration to stream the slot's writes", || {
+                let e = status(src)?;
+                match field(&e, "state").as_str() {
+                    "send-stream" => Some(e),
+                    "completed" => panic!("the migration was not held: {e:?}"),
+                    _ if failed(&e) => fail("source", &e),
+                    _ => None,
+                }
+            });
+            let holding = Instant::now();
+            during();
+            held = holding.elapsed();
+            let still = status(src).expect("the task");
+            assert_eq!(
+                field(&still, "state"),
+                field(&e, "state"),
+                "the migration did not stay held while streaming: {still:?}"
+            );
+            failpoint(src, "", "");
+        }
+        let target_status = self.poll_job("the import task to complete", || {
+            let e = status(tgt)?;
+            if failed(&e) {
+                fail("target", &e);
+            }
+            (field(&e, "state") == "completed").then_some(e)
+        });
+        let source_status = self.poll_job("the migrate task to complete", || {
+            let e = status(src)?;
+            if failed(&e) {
+                fail("source", &e);
+            }
+            (field(&e, "state") == "completed").then_some(e)
+        });
+        (task, held, source_status, target_status)
+    }
+}
