@@ -30,9 +30,9 @@ use std::time::{Duration, Instant};
 
 use cluster_harness::{
     absorb, bucket_state, info, key_slot, node_conf_options, node_conf_path, parse_cluster_nodes,
-    try_absorb, Cluster, ClusterNode, Rng, MASTERS, NODES,
+    try_absorb, AtomicSlotMigration, Cluster, ClusterNode, Rng, MASTERS, NODES,
 };
-use common::{info_field, wait_until};
+use common::{info_field, inspect, wait_until};
 use redis::Value;
 use serial_test::serial;
 
@@ -1249,4 +1249,398 @@ print("docker-compose.cluster.yml: valid YAML,", len(services), "services")
         String::from_utf8_lossy(&out.stderr)
     );
     eprint!("{}", String::from_utf8_lossy(&out.stdout));
+}
+
+// ---------------------------------------------------------------------------
+// Atomic slot migration (Valkey 9+ CLUSTER MIGRATESLOTS, Redis 8.4+ CLUSTER MIGRATION)
+// ---------------------------------------------------------------------------
+
+/// Straight to the process's stderr: the test harness captures `eprintln!`
+/// of passing tests, and a note about what did not run must be seen.
+fn note(text: &str) {
+    use std::io::Write;
+    let _ = std::io::stderr().write_all(format!("NOTE: {text}\n").as_bytes());
+}
+
+/// Sets its flag when dropped: client threads stop when the test ends,
+/// also when it fails.
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// The server has no atomic slot migration: check that this is what it says
+/// (both subcommands unknown) and that it is not a version that should have
+/// one, then say loudly what did not run.
+fn assert_no_atomic_slot_migration(cluster: &Cluster, kind: &AtomicSlotMigration, what: &str) {
+    let AtomicSlotMigration::Unsupported {
+        migrateslots,
+        migration,
+    } = kind
+    else {
+        panic!("not unsupported: {kind:?}");
+    };
+    assert!(
+        migrateslots.contains("unknown subcommand") && migrateslots.contains("MIGRATESLOTS"),
+        "CLUSTER MIGRATESLOTS: {migrateslots}"
+    );
+    assert!(
+        migration.contains("unknown subcommand") && migration.contains("MIGRATION"),
+        "CLUSTER MIGRATION: {migration}"
+    );
+    let (flavor, version) =
+        common::server_version_info(&mut cluster.conn_to(&cluster.masters()[0]));
+    let v: Vec<u32> = version.split('.').map(|p| p.parse().unwrap_or(0)).collect();
+    let (major, minor) = (
+        v.first().copied().unwrap_or(0),
+        v.get(1).copied().unwrap_or(0),
+    );
+    match flavor.as_str() {
+        "valkey" => assert!(major < 9, "Valkey {version} must have CLUSTER MIGRATESLOTS"),
+        _ => assert!(
+            (major, minor) < (8, 4),
+            "Redis {version} must have CLUSTER MIGRATION"
+        ),
+    }
+    note(&format!(
+        "{flavor} {version} has no atomic slot migration (CLUSTER MIGRATESLOTS: \"{migrateslots}\"; \
+         CLUSTER MIGRATION: \"{migration}\"), so {what} did not run: it runs on Valkey 9+ \
+         (and on Redis builds with CLUSTER MIGRATION)"
+    ));
+}
+
+#[test]
+#[serial]
+fn atomic_slot_migration_under_load_keeps_every_bucket_exact() {
+    let cluster = Cluster::own(
+        "needs every node to load the module build under test (SHIELD_MODULE or this tree's)",
+    );
+    let kind = cluster.atomic_slot_migration();
+    if matches!(kind, AtomicSlotMigration::Unsupported { .. }) {
+        assert_no_atomic_slot_migration(&cluster, &kind, "the atomic slot migration under load");
+        return;
+    }
+
+    // 50 buckets in one slot (hash tag): even ones big (1,000,000 tokens,
+    // never empty during the test), odd ones small (1,000 tokens; every
+    // tenth starts empty, the others have 10-149 left, most of which the
+    // load takes, so that calls are denied too). NO_REFILL: not
+    // one token refills during the test, so every count is exact.
+    let tag = "asm";
+    let slot = key_slot(tag.as_bytes());
+    let capacity = |i: usize| if i % 2 == 0 { 1_000_000u64 } else { 1_000 };
+    let keys: Arc<Vec<String>> = Arc::new(
+        (0..50)
+            .map(|i| cluster.key(&format!("{{{tag}}}:bucket:{i}")))
+            .collect(),
+    );
+    // Idle buckets of the same slot in various states (real periods too),
+    // not touched after their one call: their value and absolute expiry
+    // must arrive unchanged.
+    let idle_params: [(u64, u64, u64); 6] = [
+        (10, NO_REFILL, 3),
+        (7, NO_REFILL, 7),
+        (1_000, 1_000_000, 1),
+        (3, 700, 2),
+        (30, 3_600, 13),
+        (1_000_000, 3_600, 999),
+    ];
+    let idle: Vec<String> = (0..idle_params.len())
+        .map(|j| cluster.key(&format!("{{{tag}}}:idle:{j}")))
+        .collect();
+    for k in keys.iter().chain(&idle) {
+        assert_eq!(key_slot(k.as_bytes()), slot, "{k}");
+    }
+    let mut cc = cluster.conn();
+    let mut granted: Vec<u64> = (0..keys.len())
+        .map(|i| match (capacity(i), i % 10) {
+            (1_000, 1) => 1_000,
+            (1_000, _) => 850 + (i as u64 * 37) % 140,
+            _ => (i as u64 * 7_919) % 500_000 + 1,
+        })
+        .collect();
+    for (i, k) in keys.iter().enumerate() {
+        assert_eq!(
+            absorb(&mut cc, k, capacity(i), NO_REFILL, Some(granted[i])),
+            (capacity(i) - granted[i]) as i64,
+            "{k}"
+        );
+    }
+    for (k, (cap, period, tokens)) in idle.iter().zip(idle_params) {
+        assert_eq!(
+            absorb(&mut cc, k, cap, period, Some(tokens)),
+            (cap - tokens) as i64
+        );
+    }
+
+    let source = cluster.owner_of_slot(slot);
+    let target = cluster
+        .masters()
+        .into_iter()
+        .find(|m| m.id != source.id)
+        .unwrap();
+    let mut src = cluster.conn_to(&source);
+    let idle_before: Vec<_> = idle.iter().map(|k| bucket_state(&mut src, k)).collect();
+    for (k, state) in idle.iter().zip(&idle_before) {
+        assert!(state.0.is_some() && state.1 > 0, "{k}: {state:?}");
+    }
+
+    // Client threads, each with its own cluster connection, absorbing 1-5
+    // tokens from random buckets of the slot until told to stop, counting per
+    // bucket the tokens granted. Every error is recorded (and fails the test).
+    let stop = Arc::new(AtomicBool::new(false));
+    // Also stops them if the test fails before it does (their servers go).
+    let _stop_on_drop = StopOnDrop(Arc::clone(&stop));
+    let calls = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(Mutex::new(Vec::<String>::new()));
+    let threads: Vec<_> = (0..3u64)
+        .map(|t| {
+            let mut conn = cluster.conn();
+            let (keys, stop, calls, errors) = (
+                Arc::clone(&keys),
+                Arc::clone(&stop),
+                Arc::clone(&calls),
+                Arc::clone(&errors),
+            );
+            std::thread::spawn(move || {
+                let mut rng = Rng::new();
+                let mut got = vec![0u64; keys.len()];
+                let mut denied = 0u64;
+                let mut n = t;
+                while !stop.load(Ordering::Relaxed) {
+                    let i = rng.below(keys.len() as u64) as usize;
+                    let tokens = 1 + n % 5;
+                    n += 1;
+                    match try_absorb(&mut conn, &keys[i], capacity(i), NO_REFILL, Some(tokens)) {
+                        Ok(left) if left >= 0 => got[i] += tokens,
+                        Ok(-1) => denied += 1,
+                        Ok(other) => errors
+                            .lock()
+                            .unwrap()
+                            .push(format!("{}: reply {other}", keys[i])),
+                        Err(e) => errors.lock().unwrap().push(format!("{}: {e}", keys[i])),
+                    }
+                    calls.fetch_add(1, Ordering::Relaxed);
+                }
+                (got, denied)
+            })
+        })
+        .collect();
+    let calls_now = || calls.load(Ordering::Relaxed);
+    let wait_calls = |n: u64, what: &str| {
+        let target = calls_now() + n;
+        wait_until(Duration::from_secs(60), what, || calls_now() >= target);
+    };
+
+    wait_calls(300, "load before the migration");
+    let calls_before = calls_now();
+    let mut calls_streamed = 0;
+    let mut tgt = cluster.conn_to(&target);
+    let migration = cluster.migrate_slot_atomically_holding(slot, &target, || {
+        // The source still serves the slot and streams each write to the
+        // target, which does not serve the slot yet: it redirects to the
+        // source (probed with a call that is always denied: it writes nothing).
+        let streamed_from = calls_now();
+        wait_calls(500, "load while the migration streams the slot");
+        calls_streamed = calls_now() - streamed_from;
+        let err = try_absorb(
+            &mut tgt,
+            &keys[0],
+            capacity(0),
+            NO_REFILL,
+            Some(capacity(0) + 1),
+        )
+        .expect_err("the importing target must not serve the slot");
+        assert_eq!(
+            err.redirect_node(),
+            Some((source.addr().as_str(), slot)),
+            "{err}"
+        );
+    });
+    let calls_during = calls_now() - calls_before;
+    wait_calls(300, "load after the migration");
+    stop.store(true, Ordering::Relaxed);
+    let mut denied = 0;
+    for t in threads {
+        let (got, d) = t.join().expect("client thread");
+        for (i, g) in got.into_iter().enumerate() {
+            granted[i] += g;
+        }
+        denied += d;
+    }
+    let errors = errors.lock().unwrap();
+    assert!(
+        errors.is_empty(),
+        "clients saw {} errors: {:?}",
+        errors.len(),
+        &errors[..errors.len().min(10)]
+    );
+    eprintln!(
+        "{:?} migration {} of slot {slot} {} -> {} in {:?} (held {:?} while streaming) while \
+         clients made {calls_during} calls ({calls_streamed} while it streamed); {} calls in \
+         total, {denied} denied\nsource: {:?}\ntarget: {:?}",
+        migration.kind,
+        migration.task,
+        source.addr(),
+        target.addr(),
+        migration.elapsed,
+        migration.held,
+        calls_now(),
+        migration.source_status,
+        migration.target_status
+    );
+    assert_eq!(cluster.owner_of_slot(slot).id, target.id);
+
+    // Every key is on the target; the source deletes its copies.
+    let count = |c: &mut redis::Connection| -> u64 {
+        redis::cmd("CLUSTER")
+            .arg("COUNTKEYSINSLOT")
+            .arg(slot)
+            .query(c)
+            .unwrap()
+    };
+    let mut tgt = cluster.conn_to(&target);
+    assert_eq!(count(&mut tgt), (keys.len() + idle.len()) as u64);
+    wait_until(
+        Duration::from_secs(60),
+        "the source to drop the slot's keys",
+        || count(&mut src) == 0,
+    );
+
+    // Idle buckets: the same value and absolute expiry, to the millisecond.
+    for ((k, before), (cap, period, tokens)) in idle.iter().zip(&idle_before).zip(idle_params) {
+        assert_eq!(&bucket_state(&mut tgt, k), before, "{k} on the target");
+        // What it holds now: what was left plus the refill since (less than
+        // one token for all but the 1,000,000-per-hour bucket).
+        let inspected = inspect(&mut tgt, k, cap, period);
+        let left = (cap - tokens) as i64;
+        if period / cap >= 60 {
+            assert_eq!(inspected[0], left, "{k}: {inspected:?}");
+        } else {
+            assert!(inspected[0] >= left, "{k}: {inspected:?}");
+        }
+    }
+    // Every bucket holds exactly capacity minus the tokens granted, asked of
+    // the new owner itself.
+    for (i, k) in keys.iter().enumerate() {
+        let cap = capacity(i);
+        assert!(granted[i] <= cap, "{k}: granted {} > {cap}", granted[i]);
+        let inspected = inspect(&mut tgt, k, cap, NO_REFILL);
+        assert_eq!(
+            inspected[..2],
+            [(cap - granted[i]) as i64, cap as i64],
+            "{k}: granted {} of {cap}",
+            granted[i]
+        );
+    }
+    let drained = (0..keys.len())
+        .filter(|&i| granted[i] == capacity(i))
+        .count();
+    eprintln!(
+        "tokens granted per bucket: {granted:?} ({drained} of {} buckets empty)",
+        keys.len()
+    );
+
+    // The target's replicas got every bucket as the target holds it.
+    let replicas = cluster.replicas_of(&target.id);
+    assert!(
+        !replicas.is_empty(),
+        "target {} has no replica",
+        target.addr()
+    );
+    assert_eq!(wait_replicas(&mut tgt, replicas.len()), replicas.len());
+    for r in &replicas {
+        let mut rc = cluster.replica_conn(r);
+        for k in keys.iter().chain(&idle) {
+            assert_eq!(
+                bucket_state(&mut rc, k),
+                bucket_state(&mut tgt, k),
+                "{k} on replica {}",
+                r.addr()
+            );
+        }
+    }
+
+    // And the buckets go on from there through the cluster client: `left`
+    // more tokens can be taken, not `left + 1`.
+    for (i, k) in keys.iter().enumerate() {
+        let (cap, left) = (capacity(i), capacity(i) - granted[i]);
+        assert_eq!(
+            absorb(&mut cc, k, cap, NO_REFILL, Some(left + 1)),
+            -1,
+            "{k} holds more than {left}"
+        );
+        if left > 0 {
+            assert_eq!(
+                absorb(&mut cc, k, cap, NO_REFILL, Some(left)),
+                0,
+                "{k} holds less than {left}"
+            );
+        }
+    }
+}
+
+/// Valkey asks each module whether its keys may move by atomic slot
+/// migration; before redis-shield said yes (its Valkey option), `CLUSTER
+/// MIGRATESLOTS` answered "The module shield does not support atomic slot
+/// migrations" on the source (and the target refused the job the same way).
+#[test]
+#[serial]
+fn atomic_slot_migration_is_not_refused_by_the_module() {
+    let cluster = Cluster::own(
+        "needs every node to load the module build under test (SHIELD_MODULE or this tree's)",
+    );
+    let kind = cluster.atomic_slot_migration();
+    if matches!(kind, AtomicSlotMigration::Unsupported { .. }) {
+        assert_no_atomic_slot_migration(&cluster, &kind, "the atomic slot migration check");
+        return;
+    }
+    for node in cluster.topology() {
+        let modules: Value = redis::cmd("MODULE")
+            .arg("LIST")
+            .query(&mut cluster.conn_to(&node))
+            .unwrap();
+        let mut words = vec![];
+        flatten(&modules, &mut words);
+        assert!(
+            words.iter().any(|w| w == "shield"),
+            "{}: {words:?}",
+            node.addr()
+        );
+    }
+    let key = cluster.key("{asm-accepted}:bucket");
+    let slot = key_slot(key.as_bytes());
+    let mut cc = cluster.conn();
+    assert_eq!(absorb(&mut cc, &key, 100, NO_REFILL, Some(30)), 70);
+    let source = cluster.owner_of_slot(slot);
+    let before = bucket_state(&mut cluster.conn_to(&source), &key);
+    let target = cluster
+        .masters()
+        .into_iter()
+        .find(|m| m.id != source.id)
+        .unwrap();
+    // Panics with the server's answer if the migration is refused or fails.
+    let migration = cluster.migrate_slot_atomically(slot, &target);
+    for status in [&migration.source_status, &migration.target_status] {
+        assert!(
+            !status
+                .values()
+                .any(|v| v.contains("does not support atomic slot migrations")),
+            "{status:?}"
+        );
+    }
+    eprintln!(
+        "{:?} migration {} of slot {slot} {} -> {} accepted, done in {:?}: {:?}",
+        migration.kind,
+        migration.task,
+        source.addr(),
+        target.addr(),
+        migration.elapsed,
+        migration.source_status
+    );
+    assert_eq!(bucket_state(&mut cluster.conn_to(&target), &key), before);
+    assert_eq!(absorb(&mut cc, &key, 100, NO_REFILL, None), 69);
 }
