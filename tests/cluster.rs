@@ -10,8 +10,12 @@
 //! Without `REDIS_CLUSTER_URLS` every test starts its own fresh cluster (about
 //! 2 s; see tests/cluster_harness). With it, the tests use that cluster, except
 //! the two that must SIGKILL or restart a server process
-//! (`sigkill_failover_...`, `master_restart_from_aof_...`): they always start
-//! their own cluster and say so on stderr.
+//! (`sigkill_failover_...`, `master_restart_from_aof_...`) and the two atomic
+//! slot migration tests (`atomic_slot_migration_...`, which need every node to
+//! run the module build under test): they always start their own cluster and
+//! say so on stderr. The atomic slot migration tests run the migration on
+//! Valkey 9+ (and Redis builds with `CLUSTER MIGRATION`); elsewhere they check
+//! that the server has no such command and print a NOTE.
 //!
 //! The tests run one at a time (`#[serial]`): each cluster is six processes,
 //! and a loaded 2-core machine must not delay cluster heartbeats into false
