@@ -11,6 +11,15 @@
 //! Run without `--bench` (as `cargo test --benches` does) it only runs its
 //! self-checks (RESP parser, histogram, key slots, PNG encoder), no servers.
 
+// Test code: a failing step should fail the test loudly (the module crate's
+// lint policy forbids these in the server layer, not here).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
 #[path = "../tests/common/mod.rs"]
 mod common;
 

@@ -10,7 +10,8 @@
 # reports (Ir(run) - Ir(idle run)) / REQUESTS, where the idle run is a server
 # that only answers one PING: startup and shutdown cancel out.
 # Server binary: $SHIELD_SERVER_BIN or redis-server on PATH; module: $SHIELD_MODULE or
-# this tree's release build. Needs valgrind,
+# this tree's release build; SHIELD_SERVER_ARGS: more server options (e.g.
+# "--maxmemory 1gb --maxmemory-policy allkeys-lru"). Needs valgrind,
 # redis-benchmark and redis-cli.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -51,7 +52,7 @@ ir() {
     out="$work/$label.cg"
     valgrind --tool=callgrind --callgrind-out-file="$out" "$server" --port "$port" \
         --bind 127.0.0.1 --save "" --appendonly no --daemonize no --dir "$work" \
-        --loadmodule "$module" >"$work/$label.log" 2>&1 &
+        --loadmodule "$module" ${SHIELD_SERVER_ARGS:-} >"$work/$label.log" 2>&1 &
     pid=$!
     for _ in $(seq 1 300); do
         redis-cli -p "$port" ping >/dev/null 2>&1 && break

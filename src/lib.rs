@@ -1,64 +1,50 @@
-//! redis-shield: `SHIELD.absorb`, an exact token-bucket rate limiter living
-//! in the server's own keyspace.
+//! redis-shield: the SHIELD commands, an exact token-bucket rate limiter
+//! living in the server's own keyspace.
 //!
-//! The algorithm ([`bucket`]) and the stored format ([`stored_state`]) are
-//! pure and unit-tested with a simulated clock; the rest is a thin layer over
-//! the server's module API.
+//! This crate is the server layer only; every decision is made by the pure
+//! engine (`shield-engine`, in `engine/`). The rooms, and who may use whom
+//! (always downwards):
+//!
+//! - `lib.rs`: the module itself (OnLoad, OnUnload).
+//! - [`registration`]: what is declared at load: commands, ACL categories,
+//!   options, INFO; [`command_info`]: command docs and key specs;
+//!   [`eviction`]: the eviction-policy watch.
+//! - [`commands`]: one file per command: arguments, key, engine, write.
+//! - [`handler`]: the handler boundary: panic guard, counters ([`stats`]),
+//!   reply ([`reply`]).
+//! - [`keyspace`]: reading, writing and replicating one bucket key.
+//! - [`ffi`]: the only room with raw pointers: the server's module API
+//!   behind lifetime-bound wrappers.
 
-pub mod args;
-pub mod bucket;
-pub mod error;
-pub mod panic_guard;
-pub mod stored_state;
-#[cfg(test)]
-mod testing;
+pub mod command_info;
+pub mod commands;
+pub mod eviction;
+pub mod ffi;
+pub mod handler;
+pub mod keyspace;
+pub mod registration;
+pub mod reply;
+pub mod stats;
 
-#[cfg(not(test))]
-mod absorb_all_command;
-#[cfg(not(test))]
-mod absorb_command;
-#[cfg(not(test))]
-mod command_info;
-#[cfg(not(test))]
-mod eviction;
-#[cfg(not(test))]
-mod inspect_command;
-#[cfg(not(test))]
-mod keyspace;
-#[cfg(not(test))]
-mod registration;
-#[cfg(not(test))]
-mod reply;
-#[cfg(not(test))]
-mod server_api;
-#[cfg(not(test))]
-mod server_info;
-#[cfg(not(test))]
-mod stats;
-
+/// The module definition. Not built into unit tests: it installs the
+/// server's allocator, which does not exist outside a server.
 #[cfg(not(test))]
 mod module {
-    use redis_module::{raw, redis_module, Context, RedisString, Status};
+    use redis_module::{redis_module, Context, RedisString, Status};
 
-    extern "C" fn info(ctx: *mut raw::RedisModuleInfoCtx, _for_crash_report: i32) {
-        crate::registration::add_info(ctx);
-    }
+    use crate::ffi::module::ModuleCtx;
 
     fn init(ctx: &Context, _args: &[RedisString]) -> Status {
-        if let Err(e) = crate::registration::register_commands(ctx.ctx) {
-            ctx.log_warning(&format!("redis-shield: {e}"));
-            return Status::Err;
-        }
-        crate::eviction::watch(ctx.ctx);
-        // Replaces the info callback the macro installed (it runs before
-        // init), so INFO shows our own section without an extra crate.
-        // SAFETY: OnLoad context.
-        unsafe {
-            if let Some(register) = raw::RedisModule_RegisterInfoFunc {
-                register(ctx.ctx, Some(info));
+        let loaded = ModuleCtx::of(ctx)
+            .ok_or_else(|| "no module context".to_owned())
+            .and_then(crate::registration::load);
+        match loaded {
+            Ok(()) => Status::Ok,
+            Err(e) => {
+                ctx.log_warning(&format!("redis-shield: {e}"));
+                Status::Err
             }
         }
-        Status::Ok
     }
 
     /// `MODULE UNLOAD` is refused: a server frees an unloaded module's

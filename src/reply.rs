@@ -1,13 +1,9 @@
 //! Turning a command's result into the server's reply.
 
-use std::os::raw::{c_int, c_long, c_longlong};
-
-use redis_module::raw;
-
-use crate::server_api::{Ctx, RStr};
+use crate::ffi::{Arg, CommandCtx, Status};
 
 /// What a command answers when it does not fail.
-pub enum Reply {
+pub enum Reply<'a> {
     Integer(i64),
     /// A flat array of integers (`WITHDETAILS`, `SHIELD.inspect`).
     Integers([i64; 4]),
@@ -16,55 +12,44 @@ pub enum Reply {
     AbsorbAll {
         admitted: bool,
         retry_after_ms: i64,
-        remaining: Vec<i64>,
-        short_keys: Vec<RStr>,
+        tokens_left: Vec<i64>,
+        short_keys: Vec<Arg<'a>>,
     },
     /// The server's standard wrong-number-of-arguments error.
     WrongArity,
 }
 
-pub fn send(ctx: Ctx, reply: &Reply) -> c_int {
-    // SAFETY: ctx is the running command's context; the key strings are the
-    // command's own arguments.
-    unsafe {
-        let (Some(int), Some(array), Some(string), Some(arity)) = (
-            raw::RedisModule_ReplyWithLongLong,
-            raw::RedisModule_ReplyWithArray,
-            raw::RedisModule_ReplyWithString,
-            raw::RedisModule_WrongArity,
-        ) else {
-            return raw::REDISMODULE_ERR as c_int;
-        };
-        let len = |n: usize| c_long::try_from(n).unwrap_or(0);
-        match reply {
-            Reply::Integer(n) => int(ctx, *n as c_longlong),
+impl<'a> Reply<'a> {
+    pub fn send(&self, ctx: CommandCtx<'a>) -> Status {
+        match self {
+            Reply::Integer(n) => ctx.reply_integer(*n),
             Reply::Integers(values) => {
-                array(ctx, len(values.len()));
+                ctx.reply_array(values.len());
                 for &v in values {
-                    int(ctx, v as c_longlong);
+                    ctx.reply_integer(v);
                 }
-                raw::REDISMODULE_OK as c_int
+                Status::OK
             }
             Reply::AbsorbAll {
                 admitted,
                 retry_after_ms,
-                remaining,
+                tokens_left,
                 short_keys,
             } => {
-                array(ctx, 4);
-                int(ctx, c_longlong::from(*admitted));
-                int(ctx, *retry_after_ms as c_longlong);
-                array(ctx, len(remaining.len()));
-                for &r in remaining {
-                    int(ctx, r as c_longlong);
+                ctx.reply_array(4);
+                ctx.reply_integer(i64::from(*admitted));
+                ctx.reply_integer(*retry_after_ms);
+                ctx.reply_array(tokens_left.len());
+                for &n in tokens_left {
+                    ctx.reply_integer(n);
                 }
-                array(ctx, len(short_keys.len()));
+                ctx.reply_array(short_keys.len());
                 for &k in short_keys {
-                    string(ctx, k);
+                    ctx.reply_arg(k);
                 }
-                raw::REDISMODULE_OK as c_int
+                Status::OK
             }
-            Reply::WrongArity => arity(ctx),
+            Reply::WrongArity => ctx.reply_wrong_arity(),
         }
     }
 }

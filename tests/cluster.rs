@@ -1,3 +1,7 @@
+// Test code: a failing step should fail the test loudly (the module crate's
+// lint policy forbids these in the server layer, not here).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+
 #![cfg(feature = "cluster-tests")]
 //! redis-shield on a real Redis Cluster: 3 masters + 3 replicas.
 //!

@@ -1,5 +1,14 @@
 //! `SHIELD.absorb ... WITHDETAILS` and `SHIELD.inspect`.
 
+// Test code: a failing step should fail the test loudly (the module crate's
+// lint policy forbids these in the server layer, not here).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
 mod common;
 
 use common::{absorb, details, inspect, wait_for_replication, Server, ServerOptions};

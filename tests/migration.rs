@@ -4,6 +4,15 @@
 //! replicated), so that refill runs from then on and the retry-after it
 //! answers holds.
 
+// Test code: a failing step should fail the test loudly (the module crate's
+// lint policy forbids these in the server layer, not here).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
 mod common;
 
 use std::time::Duration;

@@ -2,6 +2,15 @@
 //! WATCH, client-side caching. A denied one is not a write. And a restricted
 //! ACL user can run the SHIELD commands and nothing else.
 
+// Test code: a failing step should fail the test loudly (the module crate's
+// lint policy forbids these in the server layer, not here).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
 mod common;
 
 use std::time::Duration;

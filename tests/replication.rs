@@ -1,6 +1,15 @@
 //! A master with two replicas, one of them without the module: both must end
 //! with byte-identical values and identical absolute expiries.
 
+// Test code: a failing step should fail the test loudly (the module crate's
+// lint policy forbids these in the server layer, not here).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
 mod common;
 
 use common::{absorb, info_field, stored, wait_for_replication, Server, ServerOptions};

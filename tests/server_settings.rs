@@ -1,6 +1,15 @@
 //! The module on servers configured the way real ones are: `MODULE UNLOAD`,
 //! category ACL rules, eviction policies, diskless replica loading.
 
+// Test code: a failing step should fail the test loudly (the module crate's
+// lint policy forbids these in the server layer, not here).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
 mod common;
 
 use std::time::Duration;

@@ -2,6 +2,14 @@
 //!
 //! Wrong arity is not here: it is answered with the server's own
 //! wrong-number-of-arguments error (`RedisModule_WrongArity`).
+//!
+//! ```
+//! use shield_engine::ShieldError;
+//! assert_eq!(
+//!     ShieldError::NotPositiveInteger("tokens").to_string(),
+//!     "ERR tokens is not a positive integer"
+//! );
+//! ```
 
 use thiserror::Error;
 
@@ -48,7 +56,8 @@ pub enum ShieldError {
     #[error("ERR could not {0} the bucket key")]
     Storage(&'static str),
 
-    /// The server lacks an API function, or its clock is unusable.
+    /// The server lacks an API function or its clock is unusable, or an
+    /// invariant broke (a value that cannot be encoded): never an admission.
     #[error("ERR internal error in redis-shield: {0}")]
     Internal(String),
 

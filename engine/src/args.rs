@@ -1,7 +1,7 @@
 //! Parsing of command arguments from raw bytes, without allocating.
 
-use crate::bucket::{Limit, MAX_CAPACITY, MAX_PERIOD_SECS};
 use crate::error::ShieldError;
+use crate::limit::{Limit, MAX_CAPACITY, MAX_PERIOD_SECS};
 
 /// Largest `tokens` accepted: anything above capacity is denied anyway, this
 /// only keeps the argument a valid server integer.
@@ -39,6 +39,17 @@ pub fn parse_positive(name: &'static str, bytes: &[u8], max: u64) -> Result<u64,
 }
 
 /// Parses `<capacity> <period> [<tokens>]`; `tokens` defaults to 1.
+///
+/// ```
+/// use shield_engine::{parse_bucket, ShieldError};
+/// let args = parse_bucket(b"30", b"60", Some(b"13"))?;
+/// assert_eq!((args.limit.capacity(), args.limit.period_secs(), args.tokens), (30, 60, 13));
+/// assert_eq!(
+///     parse_bucket(b"30", b"1.5", None).map_err(|e| e.to_string()),
+///     Err("ERR period is not a positive integer".to_string())
+/// );
+/// # Ok::<(), ShieldError>(())
+/// ```
 pub fn parse_bucket(
     capacity: &[u8],
     period: &[u8],

@@ -2,20 +2,18 @@
 //! takes the tokens from every bucket if each one holds enough, else from
 //! none.
 
-use crate::args::parse_bucket;
-use crate::bucket::{absorb_all, Decision, Request};
-use crate::error::ShieldError;
+use shield_engine::{absorb_all, parse_bucket, Charge, Decision, ShieldError};
+
+use crate::ffi::{now_ms, Arg, CommandCtx};
 use crate::keyspace::{Access, BucketKey};
 use crate::reply::{int, ms_or_never, Reply};
-use crate::server_api::{bytes, now_ms, Ctx, RStr};
 use crate::stats;
-use crate::stored_state;
 
 /// Most buckets one call may name.
 pub const MAX_BUCKETS: usize = 32;
 
 /// `[admitted 1|0, retry-after ms, [tokens left per bucket], [short keys]]`.
-pub fn run(ctx: Ctx, argv: &[RStr]) -> Result<Reply, ShieldError> {
+pub fn run<'a>(ctx: CommandCtx<'a>, argv: &[Arg<'a>]) -> Result<Reply<'a>, ShieldError> {
     let groups = argv.get(1..).unwrap_or(&[]);
     if groups.is_empty() || groups.len() % 4 != 0 {
         return Ok(Reply::WrongArity);
@@ -30,36 +28,37 @@ pub fn run(ctx: Ctx, argv: &[RStr]) -> Result<Reply, ShieldError> {
         let [key, capacity, period, tokens] = group else {
             return Ok(Reply::WrongArity);
         };
-        let args = parse_bucket(bytes(*capacity), bytes(*period), Some(bytes(*tokens)))?;
-        if parsed.iter().any(|(k, _)| bytes(*k) == bytes(*key)) {
+        let args = parse_bucket(capacity.bytes(), period.bytes(), Some(tokens.bytes()))?;
+        if parsed
+            .iter()
+            .any(|(k, _): &(Arg<'_>, _)| k.bytes() == key.bytes())
+        {
             return Err(ShieldError::DuplicateKey);
         }
         parsed.push((*key, args));
     }
     let now_ms = now_ms()?;
     let mut keys = Vec::with_capacity(count);
-    let mut requests = Vec::with_capacity(count);
+    let mut charges = Vec::with_capacity(count);
     for &(name, args) in &parsed {
         let mut key = BucketKey::open(ctx, name, Access::Write)?;
-        let full_at = key.full_at(&args.limit, args.limit.ms_to_ticks(now_ms))?;
-        requests.push(Request {
-            limit: args.limit,
-            full_at,
+        charges.push(Charge {
+            bucket: key.read(args.limit, now_ms)?,
             tokens: args.tokens,
         });
         keys.push(key);
     }
-    let outcome = absorb_all(&requests, now_ms);
+    let outcome = absorb_all(&charges);
     let mut short_keys = Vec::new();
-    for ((key, request), decision) in keys.iter_mut().zip(&requests).zip(&outcome.each) {
+    for ((key, charge), decision) in keys.iter_mut().zip(&charges).zip(&outcome.each) {
         match *decision {
-            Decision::Admitted { full_at, .. } if outcome.admitted => {
-                key.store(&stored_state::encode(&request.limit, full_at)?)?;
-                stats::count(&stats::TOKENS_ABSORBED, request.tokens);
+            Decision::Admitted { after, .. } if outcome.admitted => {
+                key.store(&after.encode()?)?;
+                stats::count(&stats::TOKENS_ABSORBED, charge.tokens);
             }
-            Decision::Admitted { .. } => key.store_if_legacy(&request.limit)?,
+            Decision::Admitted { .. } => key.store_if_legacy()?,
             Decision::Denied { .. } => {
-                key.store_if_legacy(&request.limit)?;
+                key.store_if_legacy()?;
                 short_keys.push(key.name());
             }
         }
@@ -75,7 +74,7 @@ pub fn run(ctx: Ctx, argv: &[RStr]) -> Result<Reply, ShieldError> {
     Ok(Reply::AbsorbAll {
         admitted: outcome.admitted,
         retry_after_ms: ms_or_never(outcome.retry_after_ms),
-        remaining: outcome.left.iter().map(|&n| int(n)).collect(),
+        tokens_left: outcome.tokens_left.iter().map(|&n| int(n)).collect(),
         short_keys,
     })
 }
