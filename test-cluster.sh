@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # test-cluster.sh: see redis-shield work on a real 6-node Redis Cluster.
 #
-#   ./test-cluster.sh [--docker] [--keep] [--port BASE] [-- <cargo test args>]
-#   ./test-cluster.sh --stop [--docker]
+#   ./test-cluster.sh [--docker | --podman] [--keep] [--port BASE] [-- <cargo test args>]
+#   ./test-cluster.sh --stop [--docker | --podman]
 #
 # 1. builds the release module (target/release/libredis_shield.so);
 # 2. starts 6 nodes (3 masters + 3 replicas) with the options of
 #    cluster-node.conf: local redis-server processes by default (ports 7001-7006
 #    if free, else the next free block of 100), or the containers of
-#    docker-compose.cluster.yml with --docker (ports 7001-7006);
+#    docker-compose.cluster.yml with --docker (Docker Compose) or --podman
+#    (podman-compose; scripts/podman-setup.sh installs both) (ports 7001-7006,
+#    which must be free);
 # 3. creates the cluster (redis-cli --cluster create ... --cluster-replicas 1)
 #    and waits until every node reports cluster_state:ok and replicas are in sync;
 # 4. checks that the module is loaded on every node;
@@ -23,7 +25,9 @@
 #
 # Environment: SHIELD_SERVER_BIN (default: redis-server, else valkey-server on
 # PATH), SHIELD_REDIS_CLI (default: redis-cli, else valkey-cli on PATH),
-# SHIELD_REDIS_IMAGE (--docker only; see docker-compose.cluster.yml).
+# SHIELD_REDIS_IMAGE (--docker/--podman only; see docker-compose.cluster.yml),
+# SHIELD_PODMAN_COMPOSE (--podman: the podman-compose command; default: on PATH,
+# else the virtualenv of scripts/podman-setup.sh).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)"
@@ -43,11 +47,12 @@ die() {
 }
 usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; }
 
-DOCKER=0 KEEP=0 STOP=0 BASE=""
+DOCKER=0 PODMAN=0 KEEP=0 STOP=0 BASE=""
 CARGO_ARGS=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --docker) DOCKER=1 ;;
+        --podman) DOCKER=1 PODMAN=1 ;;
         --keep) KEEP=1 ;;
         --stop) STOP=1 ;;
         --port)
@@ -215,7 +220,28 @@ start_local() {
 # ---------------------------------------------------------------------------
 
 COMPOSE=()
+need_podman() {
+    command -v podman >/dev/null 2>&1 \
+        || die "--podman: podman is not installed (bash scripts/podman-setup.sh installs and configures it)."
+    local err pc="${SHIELD_PODMAN_COMPOSE:-}"
+    if ! err="$(podman info 2>&1 >/dev/null)"; then
+        die "--podman: podman does not work here ($(printf '%s' "$err" | grep -v '^ *$' | tail -n 1)). \
+See bash scripts/podman-setup.sh."
+    fi
+    if [ -z "$pc" ]; then
+        pc="$(command -v podman-compose || true)"
+        local venv="${SHIELD_PODMAN_COMPOSE_VENV:-/var/cache/redis-shield/podman-compose}"
+        if [ -z "$pc" ] && [ -x "$venv/bin/podman-compose" ]; then pc="$venv/bin/podman-compose"; fi
+    fi
+    [ -n "$pc" ] || die "--podman: podman-compose not found (bash scripts/podman-setup.sh installs it)."
+    COMPOSE=("$pc" -f "$COMPOSE_FILE")
+}
+
 need_docker() {
+    if [ "$PODMAN" -eq 1 ]; then
+        need_podman
+        return
+    fi
     command -v docker >/dev/null 2>&1 \
         || die "--docker: the docker command is not installed. Run without --docker to use local redis-server processes."
     local err
@@ -235,8 +261,12 @@ Start the Docker daemon (or set DOCKER_HOST), or run ./test-cluster.sh without -
 start_docker() {
     need_docker
     BASE=7001
-    log "docker: removing containers and volumes of a previous run, if any"
+    log "${COMPOSE[0]##*/}: removing containers and volumes of a previous run, if any"
     "${COMPOSE[@]}" down -v --remove-orphans
+    # Host networking: a node that cannot bind its port exits, and the checks
+    # below would then talk to whatever else listens there.
+    block_free "$BASE" || die "a port of 7001-7006 or 17001-17006 is in use: the compose \
+cluster needs them (stop what listens there, e.g. ./test-cluster.sh --stop)"
     "${COMPOSE[@]}" up -d
 }
 
@@ -382,7 +412,11 @@ log "    redis-cli -c -p $BASE"
 log "    redis-cli -c -p $BASE SHIELD.absorb user123 30 60 13"
 if [ "$KEEP" -eq 1 ]; then
     stop_hint="./test-cluster.sh --stop"
-    if [ "$DOCKER" -eq 1 ]; then stop_hint+=" --docker"; fi
+    if [ "$PODMAN" -eq 1 ]; then
+        stop_hint+=" --podman"
+    elif [ "$DOCKER" -eq 1 ]; then
+        stop_hint+=" --docker"
+    fi
     log "kept running (--keep); stop it with: $stop_hint"
 else
     log "(it is stopped now; run with --keep to keep it running)"
