@@ -3,14 +3,19 @@
 # callgrind (instruction counts do not depend on machine load, so this is the
 # stable way to compare two commands or two builds on a noisy machine).
 #
-#   scripts/ir-per-call.sh [-n REQUESTS] [-P PIPELINE] [-c CLIENTS] -- CMD ARGS... [-- CMD ARGS...]...
+#   scripts/ir-per-call.sh [-n REQUESTS] [-P PIPELINE] [-c CLIENTS] [-t FUNCTION] -- CMD ARGS... [-- CMD ARGS...]...
 #
 # For each command: starts a fresh server under callgrind with the release
 # module, runs REQUESTS requests with redis-benchmark (-c CLIENTS, default 4;
 # -c 1 makes the server's event-loop batches, and so the count, repeatable to
 # a few instructions; -P PIPELINE), and
 # reports (Ir(run) - Ir(idle run)) / REQUESTS, where the idle run is a server
-# that only answers one PING: startup and shutdown cancel out.
+# that only answers one PING: startup and shutdown cancel out. -t FUNCTION counts
+# only inside that server function (callgrind --toggle-collect), e.g.
+# `-t processCommand`: the command's execution from lookup to propagation,
+# without the event loop and the server's timers, whose share grows with the
+# run's wall time and so with the machine's load (the figure to compare two
+# builds of the module on a busy machine).
 # Server binary: $SHIELD_SERVER_BIN or redis-server on PATH; module: $SHIELD_MODULE or
 # this tree's release build; SHIELD_SERVER_ARGS: more server options (e.g.
 # "--maxmemory 1gb --maxmemory-policy allkeys-lru"). Needs valgrind,
@@ -20,16 +25,18 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 n=100000
 pipeline=16
 clients=4
+toggle=()
 while [ $# -gt 0 ]; do
     case "$1" in
         -n) n="$2"; shift 2 ;;
         -P) pipeline="$2"; shift 2 ;;
         -c) clients="$2"; shift 2 ;;
+        -t) toggle=("--toggle-collect=$2"); shift 2 ;;
         --) shift; break ;;
-        *) echo "usage: $0 [-n N] [-P P] [-c C] -- CMD ARGS... [-- CMD ARGS...]" >&2; exit 2 ;;
+        *) echo "usage: $0 [-n N] [-P P] [-c C] [-t F] -- CMD ARGS... [-- CMD ARGS...]" >&2; exit 2 ;;
     esac
 done
-[ $# -gt 0 ] || { echo "usage: $0 [-n N] [-P P] [-c C] -- CMD ARGS... [-- CMD ARGS...]" >&2; exit 2; }
+[ $# -gt 0 ] || { echo "usage: $0 [-n N] [-P P] [-c C] [-t F] -- CMD ARGS... [-- CMD ARGS...]" >&2; exit 2; }
 for tool in valgrind redis-benchmark redis-cli; do
     command -v "$tool" >/dev/null || { echo "missing $tool (apt-get install valgrind redis-tools)" >&2; exit 1; }
 done
@@ -54,7 +61,7 @@ ir() {
     local port out pid
     port=$(free_port)
     out="$work/$label.cg"
-    valgrind --tool=callgrind --callgrind-out-file="$out" "$server" --port "$port" \
+    valgrind --tool=callgrind "${toggle[@]}" --callgrind-out-file="$out" "$server" --port "$port" \
         --bind 127.0.0.1 --save "" --appendonly no --daemonize no --dir "$work" \
         --loadmodule "$module" ${SHIELD_SERVER_ARGS:-} >"$work/$label.log" 2>&1 &
     pid=$!

@@ -24,6 +24,10 @@ pub enum ShieldError {
     #[error("ERR {name} is out of range (1 to {max})")]
     OutOfRange { name: &'static str, max: u64 },
 
+    /// A rate outside what the engine computes exactly.
+    #[error("ERR {0}")]
+    BadRate(&'static str),
+
     /// An unexpected word where an option was allowed.
     #[error("ERR syntax error: {0}")]
     Syntax(&'static str),

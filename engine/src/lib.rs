@@ -58,5 +58,5 @@ pub use args::{parse_bucket, parse_positive, BucketArgs, MAX_TOKENS};
 pub use bucket::{Bucket, Decision, Details, Inspection};
 pub use decimal::Decimal;
 pub use error::ShieldError;
-pub use limit::{Limit, MAX_CAPACITY, MAX_PERIOD_SECS};
+pub use limit::{Limit, Rate, Seconds, MAX_CAPACITY, MAX_PERIOD_DECIMALS, MAX_PERIOD_SECS};
 pub use stored::{decode, Decoded, Encoded, MAX_VALUE_LEN};

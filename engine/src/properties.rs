@@ -60,6 +60,21 @@ fn calls() -> impl Strategy<Value = Vec<(u64, u64)>> {
     )
 }
 
+/// `units / 10^decimals` written as a decimal.
+fn format_decimal(units: u64, decimals: u32) -> String {
+    let scale = 10u64.pow(decimals);
+    if decimals == 0 {
+        units.to_string()
+    } else {
+        format!(
+            "{}.{:0width$}",
+            units / scale,
+            units % scale,
+            width = decimals as usize
+        )
+    }
+}
+
 fn tokens_for(capacity: u64, per_mille: u64) -> u64 {
     // 1..=capacity+1 (one above capacity is always denied).
     1 + u64::try_from(u128::from(capacity) * u128::from(per_mille) / 1000).unwrap_or(capacity)
@@ -82,6 +97,32 @@ proptest! {
             now += gap;
             let tokens = tokens_for(capacity, per_mille);
             prop_assert_eq!(sim.call(now, tokens), reference.call(now, tokens), "at {} taking {}", now, tokens);
+        }
+    }
+
+    /// Any rate, not only the capacity per period: `tokens` per a decimal
+    /// number of seconds (CL.THROTTLE, GCRA).
+    #[test]
+    fn any_rate_agrees_with_the_reference_model(
+        capacity in 1..=1_000u64,
+        tokens in prop_oneof![1..=10u64, 1..=100_000u64],
+        units in 1..=100_000u64,
+        decimals in 0..=6u32,
+        start in 0..2_000_000_000_000u64,
+        calls in calls(),
+    ) {
+        let per = crate::limit::Seconds::parse(
+            format_decimal(units, decimals).as_bytes()
+        ).expect("a decimal");
+        let limit = crate::limit::Limit::with_rate(capacity, crate::limit::Rate { tokens, per })
+            .expect("in range");
+        let mut sim = Sim::new(limit);
+        let mut reference = Reference::with_rate(capacity, tokens, units, decimals);
+        let mut now = start;
+        for (gap, per_mille) in calls {
+            now += gap;
+            let take = tokens_for(capacity, per_mille);
+            prop_assert_eq!(sim.call(now, take), reference.call(now, take), "at {} taking {}", now, take);
         }
     }
 

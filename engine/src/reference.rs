@@ -83,16 +83,26 @@ impl Sim {
 /// refilled by `elapsed * capacity / (period * 1000)` at every call.
 pub struct Reference {
     capacity: u64,
-    period_ms: u64,
+    /// Tokens refilled per millisecond.
+    per_ms: Rational,
     level: Rational,
     last_ms: Option<u64>,
 }
 
 impl Reference {
+    /// `capacity` tokens refilling `capacity` per `period_secs` (SHIELD).
     pub fn new(capacity: u64, period_secs: u64) -> Reference {
+        Reference::with_rate(capacity, capacity, period_secs, 0)
+    }
+
+    /// `capacity` tokens refilling `tokens` per `units / 10^decimals` s.
+    pub fn with_rate(capacity: u64, tokens: u64, units: u64, decimals: u32) -> Reference {
         Reference {
             capacity,
-            period_ms: period_secs * 1000,
+            per_ms: Rational::new(
+                i128::from(tokens) * 10i128.pow(decimals),
+                i128::from(units) * 1000,
+            ),
             level: Rational::int(capacity as i128),
             last_ms: None,
         }
@@ -101,7 +111,7 @@ impl Reference {
     pub fn call(&mut self, now_ms: u64, tokens: u64) -> Option<u64> {
         if let Some(last) = self.last_ms {
             let elapsed = now_ms.saturating_sub(last) as i128;
-            let refill = Rational::new(elapsed * self.capacity as i128, self.period_ms as i128);
+            let refill = self.per_ms.times(elapsed);
             self.level = self
                 .level
                 .add(refill)
@@ -247,6 +257,10 @@ impl Rational {
         } else {
             self
         }
+    }
+
+    pub fn times(self, n: i128) -> Rational {
+        Rational::new(self.num.checked_mul(n).expect("overflow"), self.den)
     }
 
     pub fn floor(self) -> i128 {

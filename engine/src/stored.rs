@@ -6,16 +6,18 @@
 //! early would hand out a fraction of a token too soon).
 //!
 //! The **value** says how far before that millisecond the true full-again
-//! moment lies, in ticks of `1/capacity` ms:
+//! moment lies, in ticks (see `limit.rs`: for `SHIELD.absorb` a tick is
+//! `1/capacity` ms):
 //! - `~0`: exactly at the expiry millisecond. With the usual parameters
 //!   (`period * 1000` a multiple of `capacity`) this is always the value, and
-//!   it means the same for every capacity.
-//! - `~<remainder>/<capacity>`: `remainder` ticks of `1/capacity` ms before it
-//!   (`0 < remainder < capacity`). The capacity is stored with the remainder,
-//!   so a call with another capacity converts it exactly, rounding towards a
-//!   later full-again moment (fewer tokens, never more).
-//! - `~<remainder>` with no capacity (written by pre-release 2.0 builds): the
-//!   capacity it was counted in is unknown, so it is read as `~0`: at most
+//!   it means the same for every limit.
+//! - `~<remainder>/<ticks per ms>`: `remainder` ticks of `1/<ticks per ms>` ms
+//!   before it (`0 < remainder < ticks per ms`; for `SHIELD.absorb` the
+//!   denominator is the capacity). The tick size is stored with the
+//!   remainder, so a call with another limit converts it exactly, rounding
+//!   towards a later full-again moment (fewer tokens, never more).
+//! - `~<remainder>` with no denominator (written by pre-release 2.0 builds):
+//!   the tick it was counted in is unknown, so it is read as `~0`: at most
 //!   one millisecond of refill later than the truth, never earlier.
 //!
 //! A value that is a plain decimal integer was written by redis-shield 1.x:
@@ -33,9 +35,9 @@ use crate::limit::{div_ceil, Limit, Ticks};
 const TAG: u8 = b'~';
 const OVER: u8 = b'/';
 
-/// The longest value 2.x writes: the tag, a remainder (below the capacity:
-/// at most 15 digits), the slash and a capacity (at most 16 digits), with
-/// room to spare.
+/// The longest value 2.x writes: the tag, a remainder (below the ticks per
+/// millisecond, at most 10^18: 18 digits), the slash and the ticks per
+/// millisecond (19 digits).
 pub const MAX_VALUE_LEN: usize = 40;
 
 /// A stored state ready to be written: the value bytes and the absolute
@@ -101,9 +103,10 @@ impl Bucket {
         let mut digits = Decimal::default();
         push(digits.format(remainder)?)?;
         if remainder != 0 {
-            // remainder < capacity <= 10^15: 15 + 1 + 16 bytes at most.
+            // remainder < ticks per ms <= 10^18: 18 + 1 + 19 bytes at most.
             push(&[OVER])?;
-            push(digits.format(limit.capacity())?)?;
+            let per_ms = u64::try_from(per_ms).map_err(|_| internal("ticks per ms"))?;
+            push(digits.format(per_ms)?)?;
         }
         Ok(Encoded {
             buf,
@@ -184,17 +187,17 @@ pub fn decode(
 /// millisecond, from the part of a 2.x value after the tag; always below one
 /// millisecond (`< limit.ticks_per_ms()`). `None`: not a 2.x value.
 fn remainder_ticks(limit: &Limit, rest: &[u8]) -> Option<Ticks> {
-    let (remainder, capacity) = match rest.iter().position(|&b| b == OVER) {
+    let (remainder, per_ms) = match rest.iter().position(|&b| b == OVER) {
         Some(slash) => {
-            let (remainder, capacity) = rest.split_at(slash);
-            let capacity = parse_digits(capacity.get(1..)?)?;
-            (parse_digits(remainder)?, Some(capacity))
+            let (remainder, per_ms) = rest.split_at(slash);
+            let per_ms = parse_digits(per_ms.get(1..)?)?;
+            (parse_digits(remainder)?, Some(per_ms))
         }
         None => (parse_digits(rest)?, None),
     };
     let remainder = Ticks::from(remainder);
-    match capacity {
-        // Written with this capacity (the usual case): exact.
+    match per_ms {
+        // Written with this tick (the usual case): exact.
         Some(c) if Ticks::from(c) == limit.ticks_per_ms() && remainder < limit.ticks_per_ms() => {
             Some(remainder)
         }
@@ -204,8 +207,8 @@ fn remainder_ticks(limit: &Limit, rest: &[u8]) -> Option<Ticks> {
             Some(remainder * limit.ticks_per_ms() / Ticks::from(c))
         }
         Some(_) => None,
-        // No capacity: `~0` is exact for any capacity; a pre-release `~r`
-        // is read as `~0` (later, never earlier).
+        // No denominator: `~0` is exact for any limit; a pre-release `~r` is
+        // read as `~0` (later, never earlier).
         None => Some(0),
     }
 }
