@@ -31,12 +31,11 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends clang libclang-dev \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
-# tests/ and benches/ only because Cargo.toml names targets in them.
-COPY Cargo.toml Cargo.lock ./
-COPY src/ src/
-COPY tests/ tests/
-COPY benches/ benches/
-RUN cargo build --release --locked --lib \
+# The whole workspace (Cargo.toml names its members and test/bench targets);
+# .dockerignore leaves out .git and target/ (a host build is removed first).
+COPY . .
+RUN rm -rf target \
+    && cargo build --release --locked -p redis-shield --lib \
     && mkdir -p /out \
     && cp target/release/libredis_shield.so /out/
 

@@ -36,7 +36,7 @@ die() {
 APT_PKGS=(podman runc mmdebstrap)
 missing=()
 for p in "${APT_PKGS[@]}"; do
-    if ! dpkg -s "$p" 2>/dev/null | grep -q '^Status: install ok installed'; then
+    if [ "$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null)" != installed ]; then
         missing+=("$p")
     fi
 done
