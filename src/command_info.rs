@@ -137,5 +137,24 @@ pub fn describe_all(ctx: ModuleCtx<'_>) -> bool {
                 .collect(),
         )],
     );
-    absorb && inspect && absorb_all
+    // Absent when the server had its own command of that name (then the
+    // call fails, harmlessly) or it was turned off.
+    let cl_throttle = ctx.set_command_info(
+        c"CL.THROTTLE",
+        &CommandDoc {
+            summary: c"redis-cell's GCRA rate limit, exact: [limited, max_burst+1, remaining, retry_after s, reset_after s].",
+            complexity: c"O(1)",
+            since: SINCE,
+            arity: -5,
+        },
+        key_spec(0, 1, update()),
+        vec![
+            arg("key", KEY, "the bucket's key (a redis-cell key)", NONE),
+            arg("max_burst", INTEGER, "tokens beyond the first a burst may take: the bucket holds max_burst+1", NONE),
+            arg("count", INTEGER, "tokens refilled per period", NONE),
+            arg("period", INTEGER, "seconds", NONE),
+            arg("quantity", INTEGER, "tokens this call takes (default 1; 0 peeks)", OPTIONAL),
+        ],
+    );
+    absorb && inspect && absorb_all && cl_throttle
 }

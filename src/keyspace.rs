@@ -8,7 +8,7 @@
 //! allocated here except by the server itself (a new key, the replicated
 //! arguments).
 
-use shield_engine::{decode, Bucket, Decimal, Encoded, Limit, ShieldError};
+use shield_engine::{decode, decode_cell, Bucket, CellState, Decimal, Encoded, Limit, ShieldError};
 
 use crate::ffi::key::{Key, KeyType};
 use crate::ffi::{Arg, CommandCtx, EventClass};
@@ -62,23 +62,49 @@ impl<'a> BucketKey<'a> {
         self.name
     }
 
-    /// The bucket as it is at `now_ms`, read with `limit` (a missing key is
-    /// a full bucket).
-    pub fn read(&mut self, limit: Limit, now_ms: u64) -> Result<Bucket, ShieldError> {
+    /// The key's string value and absolute expiry; `None` when there is no
+    /// key (a full bucket); WRONGTYPE for another type.
+    #[inline]
+    fn string(&mut self) -> Result<Option<(&[u8], Option<i64>)>, ShieldError> {
         let Some(key) = self.key.as_mut() else {
-            return Ok(Bucket::full(limit, now_ms));
+            return Ok(None);
         };
         match key.key_type()? {
-            KeyType::Empty => return Ok(Bucket::full(limit, now_ms)),
+            KeyType::Empty => return Ok(None),
             KeyType::String => {}
             KeyType::Other => return Err(ShieldError::WrongType),
         }
         let expire_at_ms = key.expire_at_ms()?;
-        let value = key.string()?;
-        self.holds_tilde_zero = value == TILDE_ZERO;
+        Ok(Some((key.string()?, expire_at_ms)))
+    }
+
+    /// The bucket as it is at `now_ms`, read with `limit` (a missing key is
+    /// a full bucket).
+    #[inline]
+    pub fn read(&mut self, limit: Limit, now_ms: u64) -> Result<Bucket, ShieldError> {
+        let Some((value, expire_at_ms)) = self.string()? else {
+            return Ok(Bucket::full(limit, now_ms));
+        };
+        let holds_tilde_zero = value == TILDE_ZERO;
         let decoded = decode(limit, value, expire_at_ms, now_ms)?;
+        self.holds_tilde_zero = holds_tilde_zero;
         self.legacy = decoded.must_store.then_some(decoded.bucket);
         Ok(decoded.bucket)
+    }
+
+    /// The bucket of a `CL.THROTTLE` key (redis-cell's format: the TAT in
+    /// nanoseconds) at `now_ms`.
+    pub fn read_cell(&mut self, limit: Limit, now_ms: u64) -> Result<Bucket, ShieldError> {
+        match self.string()? {
+            None => Ok(Bucket::full(limit, now_ms)),
+            Some((value, _)) => decode_cell(limit, value, now_ms),
+        }
+    }
+
+    /// Stores a `CL.THROTTLE` state (redis-cell's format) like [`Self::store`].
+    pub fn store_cell(&mut self, state: &mut CellState) -> Result<(), ShieldError> {
+        let expire_at_ms = state.expire_at_ms();
+        self.write(state.value()?, expire_at_ms)
     }
 
     /// For a call that takes nothing from a 1.x bucket (denied): stores the
@@ -96,19 +122,24 @@ impl<'a> BucketKey<'a> {
     /// [`Access::Write`]), signals the write like a native `SET` would
     /// (WATCH, client-side caching, keyspace events), and queues the same
     /// effect for replicas and the AOF as `SET key value PXAT ms`.
+    #[inline]
     pub fn store(&mut self, state: &Encoded) -> Result<(), ShieldError> {
+        self.write(state.value()?, state.expire_at_ms())
+    }
+
+    #[inline]
+    fn write(&mut self, value: &[u8], expire_at_ms: u64) -> Result<(), ShieldError> {
         let key = self.key.as_mut().ok_or(ShieldError::Storage("write"))?;
-        let value = state.value()?;
         if !(self.holds_tilde_zero && value == TILDE_ZERO) {
             key.write_string(value)?;
         }
-        key.set_expire_at_ms(state.expire_at_ms())?;
+        key.set_expire_at_ms(expire_at_ms)?;
         self.ctx.signal_modified(self.name)?;
         self.ctx.notify(EventClass::String, c"set", self.name)?;
         self.ctx.notify(EventClass::Generic, c"expire", self.name)?;
         let mut digits = Decimal::default();
         self.ctx
-            .replicate_set(self.name, value, digits.format(state.expire_at_ms())?)?;
+            .replicate_set(self.name, value, digits.format(expire_at_ms)?)?;
         self.holds_tilde_zero = value == TILDE_ZERO;
         self.legacy = None;
         Ok(())

@@ -34,10 +34,11 @@ mod module {
 
     use crate::ffi::module::ModuleCtx;
 
-    fn init(ctx: &Context, _args: &[RedisString]) -> Status {
+    fn init(ctx: &Context, args: &[RedisString]) -> Status {
+        let args: Vec<String> = args.iter().map(|a| a.to_string_lossy()).collect();
         let loaded = ModuleCtx::of(ctx)
             .ok_or_else(|| "no module context".to_owned())
-            .and_then(crate::registration::load);
+            .and_then(|module| crate::registration::load(module, &args));
         match loaded {
             Ok(()) => Status::Ok,
             Err(e) => {

@@ -6,7 +6,7 @@ use std::os::raw::c_int;
 
 use redis_module::raw;
 
-use crate::commands::{absorb, absorb_all, inspect};
+use crate::commands::{absorb, absorb_all, cl_throttle, inspect};
 use crate::ffi::module::{InfoCtx, InfoProvider, ModuleCtx};
 use crate::ffi::{Arg, Command, CommandCtx, Status};
 use crate::handler::guarded;
@@ -24,6 +24,7 @@ pub const ACL_CATEGORY: &CStr = c"ratelimit";
 struct Absorb;
 struct Inspect;
 struct AbsorbAll;
+struct ClThrottle;
 
 impl Command for Absorb {
     fn run(ctx: CommandCtx<'_>, args: &[Arg<'_>]) -> Status {
@@ -40,6 +41,12 @@ impl Command for Inspect {
 impl Command for AbsorbAll {
     fn run(ctx: CommandCtx<'_>, args: &[Arg<'_>]) -> Status {
         guarded(ctx, args, absorb_all::run)
+    }
+}
+
+impl Command for ClThrottle {
+    fn run(ctx: CommandCtx<'_>, args: &[Arg<'_>]) -> Status {
+        guarded(ctx, args, cl_throttle::run)
     }
 }
 
@@ -71,9 +78,39 @@ const ABSORB_ALL: Registration = Registration {
     keys: [1, -1, 4],
     categories: "write string slow",
 };
+const CL_THROTTLE: Registration = Registration {
+    name: c"CL.THROTTLE",
+    flags: c"write deny-oom fast",
+    keys: [1, 1, 1],
+    categories: "write string fast",
+};
 
-/// Everything OnLoad does.
-pub fn load(ctx: ModuleCtx<'_>) -> Result<(), String> {
+/// The module's load-time arguments (`--loadmodule <path> [NO-CL.THROTTLE]`):
+/// the compatibility commands are on unless turned off.
+struct Options {
+    cl_throttle: bool,
+}
+
+impl Options {
+    fn parse(args: &[String]) -> Result<Options, String> {
+        let mut options = Options { cl_throttle: true };
+        for arg in args {
+            match arg.to_ascii_uppercase().as_str() {
+                "NO-CL.THROTTLE" => options.cl_throttle = false,
+                _ => {
+                    return Err(format!(
+                        "unknown module argument '{arg}' (known: NO-CL.THROTTLE)"
+                    ))
+                }
+            }
+        }
+        Ok(options)
+    }
+}
+
+/// Everything OnLoad does; `args` are the module's load-time arguments.
+pub fn load(ctx: ModuleCtx<'_>, args: &[String]) -> Result<(), String> {
+    let commands_on = Options::parse(args)?;
     crate::ffi::init_constants();
     // - Only admitted writes signal the key (WATCH, client-side caching):
     //   opening a key for writing must not count as modifying it.
@@ -97,7 +134,20 @@ pub fn load(ctx: ModuleCtx<'_>) -> Result<(), String> {
     ctx.create_command::<Absorb>(ABSORB.name, ABSORB.flags, ABSORB.keys)?;
     ctx.create_command::<Inspect>(INSPECT.name, INSPECT.flags, INSPECT.keys)?;
     ctx.create_command::<AbsorbAll>(ABSORB_ALL.name, ABSORB_ALL.flags, ABSORB_ALL.keys)?;
-    for command in [ABSORB, INSPECT, ABSORB_ALL] {
+    let mut commands = vec![ABSORB, INSPECT, ABSORB_ALL];
+    // The compatibility commands step aside when the name is taken (by
+    // redis-cell itself, say) or turned off.
+    if commands_on.cl_throttle {
+        match ctx.create_command::<ClThrottle>(CL_THROTTLE.name, CL_THROTTLE.flags, CL_THROTTLE.keys) {
+            Ok(()) => commands.push(CL_THROTTLE),
+            Err(_) => ctx.log(
+                c"warning",
+                "redis-shield: CL.THROTTLE already exists on this server (is redis-cell loaded?): \
+                 not registered",
+            ),
+        }
+    }
+    for command in commands {
         let categories = if own_category {
             format!("{} {}", command.categories, ACL_CATEGORY.to_string_lossy())
         } else {

@@ -7,6 +7,8 @@ pub enum Reply<'a> {
     Integer(i64),
     /// A flat array of integers (`WITHDETAILS`, `SHIELD.inspect`).
     Integers([i64; 4]),
+    /// The five integers of `CL.THROTTLE` and `GCRA`.
+    Five([i64; 5]),
     /// `SHIELD.absorball`: admitted, retry-after, tokens left per bucket, the
     /// keys of the buckets that were short.
     AbsorbAll {
@@ -23,13 +25,8 @@ impl<'a> Reply<'a> {
     pub fn send(&self, ctx: CommandCtx<'a>) -> Status {
         match self {
             Reply::Integer(n) => ctx.reply_integer(*n),
-            Reply::Integers(values) => {
-                ctx.reply_array(values.len());
-                for &v in values {
-                    ctx.reply_integer(v);
-                }
-                Status::OK
-            }
+            Reply::Integers(values) => send_integers(ctx, values),
+            Reply::Five(values) => send_integers(ctx, values),
             Reply::AbsorbAll {
                 admitted,
                 retry_after_ms,
@@ -52,6 +49,14 @@ impl<'a> Reply<'a> {
             Reply::WrongArity => ctx.reply_wrong_arity(),
         }
     }
+}
+
+fn send_integers(ctx: CommandCtx<'_>, values: &[i64]) -> Status {
+    ctx.reply_array(values.len());
+    for &v in values {
+        ctx.reply_integer(v);
+    }
+    Status::OK
 }
 
 /// A count or duration as a reply integer (saturating, never wrapping).

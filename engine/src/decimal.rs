@@ -23,32 +23,32 @@ impl Decimal {
     /// # Ok::<(), shield_engine::ShieldError>(())
     /// ```
     pub fn format(&mut self, mut n: u64) -> Result<&[u8], ShieldError> {
-        let mut len = 0;
-        // 20 bytes are 10 pairs: room for every u64 (at most 20 digits).
-        for slot in self.0.rchunks_exact_mut(2) {
-            if n < 10 {
-                if let Some(last) = slot.last_mut() {
-                    *last = b'0' + n as u8;
-                    len += 1;
-                }
-                break;
-            }
-            let i = (n % 100) as usize * 2;
-            if let Some(pair) = PAIRS.get(i..i + 2) {
-                slot.copy_from_slice(pair);
-            }
-            len += 2;
+        // Fill from the end, two digits per division. 20 bytes hold every
+        // u64, so no write below falls outside the buffer; `start` only goes
+        // down by what was written.
+        let mut start = self.0.len();
+        while n >= 100 && start >= 2 {
+            let pair = (n % 100) as usize * 2;
             n /= 100;
-            if n == 0 {
-                break;
+            start -= 2;
+            if let (Some(dst), Some(src)) = (self.0.get_mut(start..start + 2), PAIRS.get(pair..pair + 2)) {
+                dst.copy_from_slice(src);
             }
         }
-        let start = self.0.len().saturating_sub(len);
+        // n < 100 now: one or two digits left.
+        if n >= 10 && start >= 2 {
+            let pair = n as usize * 2;
+            start -= 2;
+            if let (Some(dst), Some(src)) = (self.0.get_mut(start..start + 2), PAIRS.get(pair..pair + 2)) {
+                dst.copy_from_slice(src);
+            }
+        } else if let Some(d) = start.checked_sub(1).and_then(|i| self.0.get_mut(i)) {
+            *d = b'0' + n as u8;
+            start -= 1;
+        }
         match self.0.get(start..) {
-            Some(digits) if len > 0 => Ok(digits),
-            _ => Err(ShieldError::Internal(
-                "a number could not be formatted".into(),
-            )),
+            Some(digits) if n < 100 && !digits.is_empty() => Ok(digits),
+            _ => Err(ShieldError::Internal("a number could not be formatted".into())),
         }
     }
 }

@@ -20,6 +20,10 @@ pub enum ShieldError {
     #[error("ERR {0} is not a positive integer")]
     NotPositiveInteger(&'static str),
 
+    /// Not `0` nor a canonical positive decimal integer.
+    #[error("ERR {0} is not a non-negative integer")]
+    NotNaturalInteger(&'static str),
+
     /// A well-formed integer above the documented maximum.
     #[error("ERR {name} is out of range (1 to {max})")]
     OutOfRange { name: &'static str, max: u64 },
@@ -47,6 +51,10 @@ pub enum ShieldError {
     /// The key holds a string that is neither a 2.x nor a 1.x bucket.
     #[error("ERR the key holds a string that is not a redis-shield bucket")]
     NotABucket,
+
+    /// `CL.THROTTLE` on a key that does not hold a redis-cell TAT.
+    #[error("ERR the key holds a string that is not a CL.THROTTLE (redis-cell) bucket")]
+    NotACellBucket,
 
     /// A 2.x bucket value whose expiry was removed (PERSIST) or set to a
     /// time no bucket can have: its state cannot be trusted.

@@ -43,6 +43,7 @@
 mod absorb_all;
 mod args;
 mod bucket;
+mod cell;
 mod decimal;
 mod error;
 mod limit;
@@ -56,6 +57,7 @@ mod reference;
 pub use absorb_all::{absorb_all, AbsorbAllOutcome, Charge};
 pub use args::{parse_bucket, parse_positive, BucketArgs, MAX_TOKENS};
 pub use bucket::{Bucket, Decision, Details, Inspection};
+pub use cell::{decode_cell, parse_throttle, throttle, CellState, ThrottleArgs, ThrottleReply};
 pub use decimal::Decimal;
 pub use error::ShieldError;
 pub use limit::{Limit, Rate, Seconds, MAX_CAPACITY, MAX_PERIOD_DECIMALS, MAX_PERIOD_SECS};

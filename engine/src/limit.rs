@@ -129,17 +129,14 @@ impl Limit {
     /// capacity every `period_secs` seconds. `None` when a parameter is zero
     /// or above its maximum.
     pub fn new(capacity: u64, period_secs: u64) -> Option<Limit> {
-        if !(1..=MAX_PERIOD_SECS).contains(&period_secs) {
-            return None;
-        }
-        Limit::with_rate(
-            capacity,
-            Rate {
-                tokens: capacity,
-                per: Seconds::whole(period_secs),
-            },
-        )
-        .ok()
+        // What `with_rate(capacity, capacity per period_secs)` gives, without
+        // its general checks: this runs on every SHIELD call.
+        ((1..=MAX_CAPACITY).contains(&capacity) && (1..=MAX_PERIOD_SECS).contains(&period_secs))
+            .then_some(Limit {
+                capacity,
+                ticks_per_ms: capacity,
+                interval: Ticks::from(period_secs) * 1000,
+            })
     }
 
     /// `capacity` tokens, refilling at `rate`. The error says which bound a

@@ -3,4 +3,5 @@
 
 pub mod absorb;
 pub mod absorb_all;
+pub mod cl_throttle;
 pub mod inspect;
