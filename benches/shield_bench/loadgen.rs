@@ -16,6 +16,8 @@ use std::net::{SocketAddr, TcpStream};
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
+use shield_testkit::Rng;
+
 // ---------------------------------------------------------------- RESP
 
 /// Appends one command as a RESP array of bulk strings.
@@ -306,31 +308,6 @@ impl DenyCheck {
     }
 }
 
-// ---------------------------------------------------------------- rng
-
-/// xorshift64* (quality is plenty for picking keys).
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-    #[inline]
-    pub fn next_u64(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    /// Uniform in `0..n`.
-    #[inline]
-    pub fn below(&mut self, n: u64) -> u64 {
-        ((self.next_u64() as u128 * n as u128) >> 64) as u64
-    }
-}
-
 // ---------------------------------------------------------------- engine
 
 /// Outcome of one measured run.
@@ -524,7 +501,7 @@ pub fn run(spec: RunSpec) -> Result<RunResult, String> {
     }
 
     let mut rngs: Vec<Rng> = (0..clients.len())
-        .map(|i| Rng::new(seed ^ ((i as u64 + 1) << 32)))
+        .map(|i| Rng::from_seed(seed ^ ((i as u64 + 1) << 32)))
         .collect();
     let mut res = RunResult::default();
     let t0 = Instant::now();

@@ -1,0 +1,134 @@
+//! Figures: the runs behind each number, and how they are summarized.
+
+use std::collections::HashMap;
+
+use crate::cluster::{Scenario, Strategy};
+use crate::config::Config;
+use crate::loadgen::RunResult;
+
+pub fn median(mut v: Vec<f64>) -> f64 {
+    v.retain(|x| x.is_finite());
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+#[derive(Default, Clone)]
+pub struct Figure {
+    pub runs: Vec<RunResult>,
+    pub invalid: Vec<String>,
+    /// Kept runs that were still disturbed by other load after the retries.
+    pub disturbed: usize,
+}
+
+impl Figure {
+    pub fn rps(&self) -> f64 {
+        median(self.runs.iter().map(RunResult::rps).collect())
+    }
+    pub fn q(&self, q: f64) -> f64 {
+        median(self.runs.iter().map(|r| r.hist.quantile_us(q)).collect())
+    }
+    /// Median CPU use of the server(s), of the load generator, and of other
+    /// load on the pinned cores, in % of one core.
+    pub fn cpu(&self) -> (f64, f64, f64) {
+        (
+            median(self.runs.iter().map(|r| r.server_cpu * 100.0).collect()),
+            median(self.runs.iter().map(|r| r.client_cpu * 100.0).collect()),
+            median(self.runs.iter().map(|r| r.other_cpu * 100.0).collect()),
+        )
+    }
+    pub fn rps_range(&self) -> (f64, f64) {
+        let v: Vec<f64> = self.runs.iter().map(RunResult::rps).collect();
+        (
+            v.iter().copied().fold(f64::INFINITY, f64::min),
+            v.iter().copied().fold(0.0, f64::max),
+        )
+    }
+    /// Adds a run, disturbed by other load or not, and its verdict.
+    pub fn record(&mut self, r: RunResult, disturbed: bool, verdict: Result<(), String>) {
+        self.disturbed += usize::from(disturbed);
+        if let Err(e) = verdict {
+            self.invalid.push(e);
+        }
+        self.runs.push(r);
+    }
+    pub fn valid(&self) -> bool {
+        !self.runs.is_empty() && self.invalid.is_empty()
+    }
+}
+
+pub struct MemFigure {
+    pub label: String,
+    pub per_key: Vec<f64>,
+    pub usage: Option<i64>,
+    pub invalid: Vec<String>,
+}
+
+pub struct Results {
+    pub server_desc: String,
+    pub server_version: (String, String),
+    pub single: HashMap<(&'static str, usize), Figure>,
+    pub unavailable: Vec<&'static str>,
+    /// (id, depth) -> redis-benchmark (req/s, server CPU %) per run.
+    pub cross: HashMap<(&'static str, usize), Vec<(f64, f64)>>,
+    pub cross_note: Option<String>,
+    pub memory: Vec<MemFigure>,
+    pub memory_note: Option<String>,
+    pub cluster: HashMap<(Scenario, Strategy, usize), Figure>,
+    pub cluster_note: Option<String>,
+    pub cluster_path: Option<String>,
+    /// Runs discarded because other load took CPU from the pinned cores.
+    pub discarded: usize,
+}
+
+/// Runs `once` until other load on the pinned cores stays under the limit
+/// (`SHIELD_BENCH_MAX_OTHER_CPU` % of a core), at most `1 + SHIELD_BENCH_RETRIES`
+/// times. Disturbed attempts are discarded (and counted); if every attempt is
+/// disturbed the least disturbed one is kept and reported as such.
+pub fn quiet_run(
+    cfg: &Config,
+    discarded: &mut usize,
+    mut once: impl FnMut() -> Result<RunResult, String>,
+) -> Result<(RunResult, bool), String> {
+    let mut best: Option<RunResult> = None;
+    for attempt in 0..=cfg.retries {
+        let r = once()?;
+        let other = r.other_cpu * 100.0;
+        // NaN (no pinning, nothing to measure) counts as quiet.
+        if other.is_nan() || other <= cfg.max_other_cpu {
+            return Ok((r, false));
+        }
+        println!(
+            "      (other load took {other:.0} % of a pinned core: run discarded{})",
+            if attempt < cfg.retries { ", again" } else { "" }
+        );
+        *discarded += 1;
+        if best.as_ref().is_none_or(|b| r.other_cpu < b.other_cpu) {
+            best = Some(r);
+        }
+    }
+    *discarded -= 1; // the one kept
+    Ok((best.expect("at least one attempt"), true))
+}
+
+/// The end of a run's progress line: the CPU use of the `servers`, of the
+/// load generator and of other load, and why the run is invalid, if it is.
+pub fn cpu_and_verdict(r: &RunResult, servers: &str, verdict: &Result<(), String>) -> String {
+    format!(
+        "cpu {servers} {:>3.0}% loadgen {:>3.0}% other {:>3.0}%{}",
+        r.server_cpu * 100.0,
+        r.client_cpu * 100.0,
+        r.other_cpu * 100.0,
+        match verdict {
+            Ok(()) => String::new(),
+            Err(e) => format!("  INVALID: {e}"),
+        }
+    )
+}
