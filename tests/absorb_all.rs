@@ -9,28 +9,11 @@
     clippy::panic
 )]
 
-mod common;
+use shield_testkit::{read_aof, AbsorbAllReply, Pair, Server, ServerOptions, ShieldCommands};
 
-use common::{absorb, wait_for_replication, Server, ServerOptions};
-use redis::Value;
-
-/// `(admitted, retry_after_ms, remaining per bucket, short keys)`.
-type AllReply = (i64, i64, Vec<i64>, Vec<String>);
-
-fn absorb_all(c: &mut redis::Connection, buckets: &[(&str, u64, u64, u64)]) -> AllReply {
-    let mut cmd = redis::cmd("SHIELD.absorball");
-    for (k, cap, period, tokens) in buckets {
-        cmd.arg(*k).arg(*cap).arg(*period).arg(*tokens);
-    }
-    cmd.query(c).unwrap()
-}
-
+/// `SHIELD.absorball args...`, expecting an error: `CODE detail`.
 fn err(c: &mut redis::Connection, args: &[&str]) -> String {
-    let e = redis::cmd("SHIELD.absorball")
-        .arg(args)
-        .query::<Value>(c)
-        .unwrap_err();
-    format!("{} {}", e.code().unwrap_or("?"), e.detail().unwrap_or(""))
+    c.command_err("SHIELD.absorball", args)
 }
 
 #[test]
@@ -39,21 +22,21 @@ fn charges_every_bucket_or_none() {
     let mut c = s.conn();
     let day = 1_000_000_000; // no refill during the test
     let limits = [("{u1}:api", 10, day, 3), ("{u1}:ip", 4, day, 3)];
-    assert_eq!(absorb_all(&mut c, &limits), (1, 0, vec![7, 1], vec![]));
+    assert_eq!(c.absorb_all(&limits), (1, 0, vec![7, 1], vec![]));
     // {u1}:ip has 1 left: the whole call is denied, {u1}:api is not charged.
-    let (admitted, retry, remaining, short) = absorb_all(&mut c, &limits);
+    let (admitted, retry, remaining, short) = c.absorb_all(&limits);
     assert_eq!(
         (admitted, remaining, short),
         (0, vec![7, 1], vec!["{u1}:ip".to_string()])
     );
     assert!(retry > 0, "retry {retry}");
     assert_eq!(
-        absorb(&mut c, "{u1}:api", 10, day, Some(7)),
+        c.absorb("{u1}:api", 10, day, Some(7)),
         0,
         "api was not charged"
     );
     // One bucket asking for more than its capacity: never.
-    let (admitted, retry, _, short) = absorb_all(&mut c, &[("a", 5, 60, 1), ("b", 5, 60, 6)]);
+    let (admitted, retry, _, short) = c.absorb_all(&[("a", 5, 60, 1), ("b", 5, 60, 6)]);
     assert_eq!((admitted, retry, short), (0, -1, vec!["b".to_string()]));
     let exists: i64 = redis::cmd("EXISTS")
         .arg("a")
@@ -68,9 +51,9 @@ fn retry_after_is_when_every_bucket_admits() {
     let s = Server::start(ServerOptions::default());
     let mut c = s.conn();
     // x: 5 per second (a token every 200 ms); y: 2 per second (every 500 ms).
-    let drained = absorb_all(&mut c, &[("x", 5, 1, 5), ("y", 2, 1, 2)]);
+    let drained = c.absorb_all(&[("x", 5, 1, 5), ("y", 2, 1, 2)]);
     assert_eq!(drained.0, 1);
-    let (admitted, retry, _, short) = absorb_all(&mut c, &[("x", 5, 1, 1), ("y", 2, 1, 1)]);
+    let (admitted, retry, _, short) = c.absorb_all(&[("x", 5, 1, 1), ("y", 2, 1, 1)]);
     assert_eq!(admitted, 0);
     assert_eq!(short, vec!["x".to_string(), "y".to_string()]);
     assert!(
@@ -78,7 +61,7 @@ fn retry_after_is_when_every_bucket_admits() {
         "retry {retry}: y's token is the later one"
     );
     std::thread::sleep(std::time::Duration::from_millis(retry as u64));
-    assert_eq!(absorb_all(&mut c, &[("x", 5, 1, 1), ("y", 2, 1, 1)]).0, 1);
+    assert_eq!(c.absorb_all(&[("x", 5, 1, 1), ("y", 2, 1, 1)]).0, 1);
 }
 
 #[test]
@@ -113,7 +96,7 @@ fn errors_and_key_specs() {
         err(&mut c, &many),
         "ERR too many buckets: at most 32 per call"
     );
-    let (admitted, _, remaining, _): AllReply = redis::cmd("SHIELD.absorball")
+    let (admitted, _, remaining, _): AbsorbAllReply = redis::cmd("SHIELD.absorball")
         .arg(&many[..32 * 4])
         .query(&mut c)
         .unwrap();
@@ -137,38 +120,22 @@ fn errors_and_key_specs() {
 
 #[test]
 fn replicated_and_persisted_as_one_atomic_unit() {
-    let master = Server::start(ServerOptions::default().appendonly(true));
-    let replica = Server::start(
-        ServerOptions::default()
-            .without_module()
-            .replica_of(master.port()),
+    let Pair { master, replica } = Pair::start(
+        ServerOptions::default().appendonly(true),
+        ServerOptions::default().without_module(),
     );
-    wait_for_replication(&master, &replica);
     let mut m = master.conn();
     let limits = [("{t}:a", 10, 3_600, 2), ("{t}:b", 3, 7, 1)];
-    assert_eq!(absorb_all(&mut m, &limits).0, 1);
-    let acked: i64 = redis::cmd("WAIT").arg(1).arg(5_000).query(&mut m).unwrap();
-    assert_eq!(acked, 1);
+    assert_eq!(m.absorb_all(&limits).0, 1);
+    assert_eq!(m.wait_replicas(1), 1);
     let mut r = replica.conn();
     for (key, ..) in limits {
-        let on_master: (String, i64) = redis::pipe()
-            .cmd("GET")
-            .arg(key)
-            .cmd("PEXPIRETIME")
-            .arg(key)
-            .query(&mut m)
-            .unwrap();
-        let on_replica: (String, i64) = redis::pipe()
-            .cmd("GET")
-            .arg(key)
-            .cmd("PEXPIRETIME")
-            .arg(key)
-            .query(&mut r)
-            .unwrap();
-        assert_eq!(on_master, on_replica, "{key}");
+        let on_master = m.stored(key);
+        assert!(on_master.0.is_some(), "{key} missing on the master");
+        assert_eq!(on_master, r.stored(key), "{key}");
     }
     // The AOF holds the two writes inside MULTI/EXEC.
-    let aof = common::read_aof(&master);
+    let aof = read_aof(&master);
     let multi = aof.find("MULTI").expect("MULTI in the AOF");
     let a = aof.find("{t}:a").expect("first key in the AOF");
     let b = aof.find("{t}:b").expect("second key in the AOF");

@@ -9,10 +9,8 @@
     clippy::panic
 )]
 
-mod common;
-
-use common::{absorb, absorb_err, Server, ServerOptions};
 use redis::Value;
+use shield_testkit::{info_field, Server, ServerOptions, ShieldCommands};
 
 fn server() -> (Server, redis::Connection) {
     let s = Server::start(ServerOptions::default());
@@ -23,28 +21,28 @@ fn server() -> (Server, redis::Connection) {
 #[test]
 fn documented_example_on_a_fresh_key() {
     let (_s, mut c) = server();
-    assert_eq!(absorb(&mut c, "user123", 30, 60, Some(13)), 17);
-    assert_eq!(absorb(&mut c, "user123", 30, 60, Some(13)), 4);
-    assert_eq!(absorb(&mut c, "user123", 30, 60, Some(13)), -1);
+    assert_eq!(c.absorb("user123", 30, 60, Some(13)), 17);
+    assert_eq!(c.absorb("user123", 30, 60, Some(13)), 4);
+    assert_eq!(c.absorb("user123", 30, 60, Some(13)), -1);
 }
 
 #[test]
 fn default_tokens_is_one_and_more_than_capacity_is_denied() {
     let (_s, mut c) = server();
-    assert_eq!(absorb(&mut c, "k", 3, 60, None), 2);
-    assert_eq!(absorb(&mut c, "big", 3, 60, Some(4)), -1);
+    assert_eq!(c.absorb("k", 3, 60, None), 2);
+    assert_eq!(c.absorb("big", 3, 60, Some(4)), -1);
     // A denied call on a missing key creates nothing.
     let exists: i64 = redis::cmd("EXISTS").arg("big").query(&mut c).unwrap();
     assert_eq!(exists, 0);
-    assert_eq!(absorb(&mut c, "big", 3, 60, Some(3)), 0);
-    assert_eq!(absorb(&mut c, "big", 3, 60, Some(i64::MAX as u64)), -1);
+    assert_eq!(c.absorb("big", 3, 60, Some(3)), 0);
+    assert_eq!(c.absorb("big", 3, 60, Some(i64::MAX as u64)), -1);
 }
 
 #[test]
 fn stored_value_and_expiry_are_the_documented_format() {
     let (_s, mut c) = server();
     let before: i64 = now_ms(&mut c);
-    assert_eq!(absorb(&mut c, "fmt", 30, 60, Some(13)), 17);
+    assert_eq!(c.absorb("fmt", 30, 60, Some(13)), 17);
     let after: i64 = now_ms(&mut c);
     let value: String = redis::cmd("GET").arg("fmt").query(&mut c).unwrap();
     assert_eq!(value, "~0");
@@ -57,7 +55,7 @@ fn stored_value_and_expiry_are_the_documented_format() {
     // 3 tokens per 7 s: a token is 2333.33 ms, so the bucket is full again
     // 2/3 ms before the expiry millisecond: 2 ticks of 1/3 ms, stored with
     // the capacity they are counted in.
-    assert_eq!(absorb(&mut c, "frac", 3, 7, Some(1)), 2);
+    assert_eq!(c.absorb("frac", 3, 7, Some(1)), 2);
     let value: String = redis::cmd("GET").arg("frac").query(&mut c).unwrap();
     assert_eq!(value, "~2/3");
 }
@@ -90,7 +88,7 @@ fn wrong_arity_is_the_standard_error() {
     }
     // A fifth argument after tokens can only be WITHDETAILS.
     assert_eq!(
-        absorb_err(&mut c, &[b"k", b"1", b"1", b"1", b"1"]),
+        c.absorb_err(&[b"k", b"1", b"1", b"1", b"1"]),
         "ERR syntax error: the only option after tokens is WITHDETAILS"
     );
     let exists: i64 = redis::cmd("EXISTS").arg("k").query(&mut c).unwrap();
@@ -121,7 +119,7 @@ fn malformed_numbers_are_rejected_naming_the_argument_and_write_nothing() {
         for (pos, name) in [(2, "capacity"), (3, "period"), (4, "tokens")] {
             let mut args: Vec<&[u8]> = vec![b"victim", b"10", b"60", b"1"];
             args[pos - 1] = b;
-            let err = absorb_err(&mut c, &args);
+            let err = c.absorb_err(&args);
             assert_eq!(
                 err,
                 format!("ERR {name} is not a positive integer"),
@@ -138,7 +136,7 @@ fn malformed_numbers_are_rejected_naming_the_argument_and_write_nothing() {
             let mut args: Vec<&[u8]> = vec![b"victim", b"10", b"60", b"1"];
             args[pos - 1] = big;
             assert_eq!(
-                absorb_err(&mut c, &args),
+                c.absorb_err(&args),
                 format!("ERR {name} is out of range (1 to {max})")
             );
         }
@@ -147,13 +145,7 @@ fn malformed_numbers_are_rejected_naming_the_argument_and_write_nothing() {
     assert_eq!(exists, 0, "a rejected call wrote the key");
     // The largest accepted values work.
     assert_eq!(
-        absorb(
-            &mut c,
-            "max",
-            1_000_000_000_000_000,
-            10_000_000_000,
-            Some(1)
-        ),
+        c.absorb("max", 1_000_000_000_000_000, 10_000_000_000, Some(1)),
         999_999_999_999_999
     );
 }
@@ -161,30 +153,16 @@ fn malformed_numbers_are_rejected_naming_the_argument_and_write_nothing() {
 #[test]
 fn keys_of_other_types_get_wrongtype_and_are_untouched() {
     let (_s, mut c) = server();
-    let _: () = redis::cmd("RPUSH")
-        .arg("list")
-        .arg("a")
-        .query(&mut c)
-        .unwrap();
-    let _: () = redis::cmd("HSET")
-        .arg("hash")
-        .arg("f")
-        .arg("v")
-        .query(&mut c)
-        .unwrap();
-    let _: () = redis::cmd("SADD")
-        .arg("set")
-        .arg("m")
-        .query(&mut c)
-        .unwrap();
-    let _: () = redis::cmd("ZADD")
-        .arg("zset")
-        .arg(1)
-        .arg("m")
-        .query(&mut c)
-        .unwrap();
+    for cmd in [
+        &["RPUSH", "list", "a"][..],
+        &["HSET", "hash", "f", "v"],
+        &["SADD", "set", "m"],
+        &["ZADD", "zset", "1", "m"],
+    ] {
+        let _: () = redis::cmd(cmd[0]).arg(&cmd[1..]).query(&mut c).unwrap();
+    }
     for key in ["list", "hash", "set", "zset"] {
-        let err = absorb_err(&mut c, &[key.as_bytes(), b"10", b"60"]);
+        let err = c.absorb_err(&[key.as_bytes(), b"10", b"60"]);
         assert!(err.starts_with("WRONGTYPE"), "{key}: {err}");
     }
     let len: i64 = redis::cmd("LLEN").arg("list").query(&mut c).unwrap();
@@ -200,7 +178,7 @@ fn strings_that_are_not_buckets_are_an_error_and_untouched() {
     {
         let key = format!("str{i}");
         let _: () = redis::cmd("SET").arg(&key).arg(*v).query(&mut c).unwrap();
-        let err = absorb_err(&mut c, &[key.as_bytes(), b"10", b"60"]);
+        let err = c.absorb_err(&[key.as_bytes(), b"10", b"60"]);
         assert_eq!(
             err,
             "ERR the key holds a string that is not a redis-shield bucket"
@@ -211,12 +189,12 @@ fn strings_that_are_not_buckets_are_an_error_and_untouched() {
         assert_eq!(ttl, -1);
     }
     // A 2.x value whose expiry was removed cannot be trusted: fail closed.
-    assert_eq!(absorb(&mut c, "persisted", 10, 60, Some(5)), 5);
+    assert_eq!(c.absorb("persisted", 10, 60, Some(5)), 5);
     let _: () = redis::cmd("PERSIST")
         .arg("persisted")
         .query(&mut c)
         .unwrap();
-    let err = absorb_err(&mut c, &[b"persisted", b"10", b"60"]);
+    let err = c.absorb_err(&[b"persisted", b"10", b"60"]);
     assert!(
         err.starts_with("ERR the bucket key's expiry was changed"),
         "{err}"
@@ -229,9 +207,9 @@ fn odd_but_valid_keys_work() {
     let long = vec![b'k'; 10 * 1024];
     let binary: Vec<u8> = (0..=255u8).collect();
     for key in [&b""[..], &binary, &long, b"\r\n", b"{tag}x"] {
-        assert_eq!(absorb(&mut c, key, 2, 60, None), 1);
-        assert_eq!(absorb(&mut c, key, 2, 60, None), 0);
-        assert_eq!(absorb(&mut c, key, 2, 60, None), -1);
+        assert_eq!(c.absorb(key, 2, 60, None), 1);
+        assert_eq!(c.absorb(key, 2, 60, None), 0);
+        assert_eq!(c.absorb(key, 2, 60, None), -1);
     }
 }
 
@@ -247,11 +225,7 @@ fn command_info_getkeys_and_flags() {
         .query(&mut c)
         .unwrap();
     assert_eq!(keys, vec!["the-key".to_string()]);
-    let info: Value = redis::cmd("COMMAND")
-        .arg("INFO")
-        .arg("shield.absorb")
-        .query(&mut c)
-        .unwrap();
+    let info = c.command_info("shield.absorb");
     let text = format!("{info:?}");
     for flag in ["write", "denyoom", "fast"] {
         assert!(text.contains(flag), "flag {flag} missing in {text}");
@@ -279,11 +253,11 @@ fn command_info_getkeys_and_flags() {
 #[test]
 fn info_section_counts_calls() {
     let (_s, mut c) = server();
-    assert_eq!(absorb(&mut c, "i", 5, 60, Some(3)), 2);
-    assert_eq!(absorb(&mut c, "i", 5, 60, Some(3)), -1);
-    let _ = absorb_err(&mut c, &[b"i", b"x", b"60"]);
-    let info: String = redis::cmd("INFO").arg("shield").query(&mut c).unwrap();
-    let field = |f: &str| common::info_field(&info, f).unwrap_or_else(|| panic!("{f} in {info}"));
+    assert_eq!(c.absorb("i", 5, 60, Some(3)), 2);
+    assert_eq!(c.absorb("i", 5, 60, Some(3)), -1);
+    let _ = c.absorb_err(&[b"i", b"x", b"60"]);
+    let info = c.info_section("shield");
+    let field = |f: &str| info_field(&info, f).unwrap_or_else(|| panic!("{f} in {info}"));
     assert_eq!(field("shield_calls"), "3");
     assert_eq!(field("shield_admitted"), "1");
     assert_eq!(field("shield_denied"), "1");

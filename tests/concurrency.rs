@@ -9,12 +9,10 @@
     clippy::panic
 )]
 
-mod common;
-
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use common::{absorb, Server, ServerOptions};
+use shield_testkit::{Server, ServerOptions, ShieldCommands};
 
 #[test]
 fn concurrent_clients_on_one_key_admit_exactly_capacity() {
@@ -30,7 +28,7 @@ fn concurrent_clients_on_one_key_admit_exactly_capacity() {
             let denied = Arc::clone(&denied);
             std::thread::spawn(move || {
                 for _ in 0..150 {
-                    if absorb(&mut c, "shared", capacity, period, None) >= 0 {
+                    if c.absorb("shared", capacity, period, None) >= 0 {
                         admitted.fetch_add(1, Ordering::Relaxed);
                     } else {
                         denied.fetch_add(1, Ordering::Relaxed);
@@ -58,7 +56,7 @@ fn concurrent_multi_token_calls_never_overdraw() {
             std::thread::spawn(move || {
                 let n = 1 + i % 5;
                 for _ in 0..100 {
-                    if absorb(&mut c, "multi", capacity, period, Some(n)) >= 0 {
+                    if c.absorb("multi", capacity, period, Some(n)) >= 0 {
                         taken.fetch_add(n, Ordering::Relaxed);
                     }
                 }
@@ -73,7 +71,7 @@ fn concurrent_multi_token_calls_never_overdraw() {
     // Whatever is left, plus what was taken, is the capacity: nothing lost,
     // nothing created.
     let mut left = 0;
-    while absorb(&mut c, "multi", capacity, period, Some(1)) >= 0 {
+    while c.absorb("multi", capacity, period, Some(1)) >= 0 {
         left += 1;
     }
     assert_eq!(taken + left, capacity);

@@ -9,18 +9,16 @@
     clippy::panic
 )]
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{absorb, wait_until, Server, ServerOptions};
+use shield_testkit::{wait_until, Server, ServerOptions, ShieldCommands};
 
 #[test]
 fn drained_bucket_polled_every_90ms_admits_about_90_percent() {
     let s = Server::start(ServerOptions::default());
     let mut c = s.conn();
     // 10 tokens/s; drain it, then call once every 90 ms.
-    assert_eq!(absorb(&mut c, "poll", 10, 1, Some(10)), 0);
+    assert_eq!(c.absorb("poll", 10, 1, Some(10)), 0);
     let start = Instant::now();
     let calls = 40u32;
     let mut admitted = 0;
@@ -30,7 +28,7 @@ fn drained_bucket_polled_every_90ms_admits_about_90_percent() {
         if let Some(wait) = due.checked_duration_since(Instant::now()) {
             std::thread::sleep(wait);
         }
-        if absorb(&mut c, "poll", 10, 1, None) >= 0 {
+        if c.absorb("poll", 10, 1, None) >= 0 {
             admitted += 1;
         }
     }
@@ -56,7 +54,7 @@ fn admitted_never_exceeds_capacity_plus_rate_times_elapsed() {
     let start = Instant::now();
     let mut admitted = 0u64;
     while start.elapsed() < Duration::from_millis(1_500) {
-        if absorb(&mut c, "hammer", capacity, period, None) >= 0 {
+        if c.absorb("hammer", capacity, period, None) >= 0 {
             admitted += 1;
         }
     }
@@ -81,11 +79,11 @@ fn refill_is_continuous_not_in_window_steps() {
     let mut c = s.conn();
     // 2 tokens per second: drained, a token is back after 500 ms, not after
     // the whole 1 s period (a fixed window would need the full second).
-    assert_eq!(absorb(&mut c, "cont", 2, 1, Some(2)), 0);
+    assert_eq!(c.absorb("cont", 2, 1, Some(2)), 0);
     let drained = Instant::now();
-    assert_eq!(absorb(&mut c, "cont", 2, 1, None), -1);
+    assert_eq!(c.absorb("cont", 2, 1, None), -1);
     wait_until(Duration::from_secs(3), "a token to come back", || {
-        absorb(&mut c, "cont", 2, 1, None) == 0
+        c.absorb("cont", 2, 1, None) == 0
     });
     let took = drained.elapsed();
     assert!(took < Duration::from_millis(900), "refill took {took:?}");
@@ -99,7 +97,7 @@ fn refill_is_continuous_not_in_window_steps() {
 fn idle_buckets_expire_when_full() {
     let s = Server::start(ServerOptions::default());
     let mut c = s.conn();
-    assert_eq!(absorb(&mut c, "idle", 4, 1, Some(1)), 3);
+    assert_eq!(c.absorb("idle", 4, 1, Some(1)), 3);
     let pttl: i64 = redis::cmd("PTTL").arg("idle").query(&mut c).unwrap();
     assert!(
         (1..=250).contains(&pttl),
@@ -110,5 +108,5 @@ fn idle_buckets_expire_when_full() {
         n == 0
     });
     // Expired means full: the whole capacity is there again.
-    assert_eq!(absorb(&mut c, "idle", 4, 1, Some(4)), 0);
+    assert_eq!(c.absorb("idle", 4, 1, Some(4)), 0);
 }

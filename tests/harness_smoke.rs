@@ -1,4 +1,4 @@
-//! Smoke tests of the integration-test harness itself (tests/common).
+//! Smoke tests of the test kit itself (testkit/, package shield-testkit).
 
 // Test code: a failing step should fail the test loudly (the module crate's
 // lint policy forbids these in the server layer, not here).
@@ -8,9 +8,8 @@
     clippy::indexing_slicing,
     clippy::panic
 )]
-mod common;
 
-use common::{server_version_info, Server, ServerOptions};
+use shield_testkit::{server_version_info, wait_until, Pair, Server, ServerOptions};
 use std::collections::HashMap;
 
 #[test]
@@ -64,20 +63,17 @@ fn restart_keeps_data_with_aof() {
 
 #[test]
 fn replica_syncs_from_master() {
-    let master = Server::start(ServerOptions::default().without_module());
-    let replica = Server::start(
-        ServerOptions::default()
-            .without_module()
-            .replica_of(master.port()),
+    let Pair { master, replica } = Pair::start(
+        ServerOptions::default().without_module(),
+        ServerOptions::default().without_module(),
     );
-    common::wait_for_replication(&master, &replica);
     let _: () = redis::cmd("SET")
         .arg("k")
         .arg("v")
         .query(&mut master.conn())
         .unwrap();
     let mut rc = replica.conn();
-    common::wait_until(
+    wait_until(
         std::time::Duration::from_secs(10),
         "key to replicate",
         || {

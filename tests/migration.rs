@@ -13,11 +13,9 @@
     clippy::panic
 )]
 
-mod common;
-
 use std::time::Duration;
 
-use common::{absorb, details, inspect, stored, wait_for_replication, Server, ServerOptions};
+use shield_testkit::{Pair, Server, ServerOptions, ShieldCommands};
 
 fn set(c: &mut redis::Connection, key: &str, value: i64, ttl_secs: Option<u64>) {
     let mut cmd = redis::cmd("SET");
@@ -38,22 +36,22 @@ fn legacy_integer_values_are_tokens_left() {
     let s = Server::start(ServerOptions::default());
     let mut c = s.conn();
     set(&mut c, "old5", 5, Some(60));
-    assert_eq!(absorb(&mut c, "old5", 10, 60, Some(2)), 3);
-    let v = stored(&mut c, "old5").0.expect("key");
+    assert_eq!(c.absorb("old5", 10, 60, Some(2)), 3);
+    let v = c.stored("old5").0.expect("key");
     assert!(v.starts_with(b"~"), "rewritten in the 2.x form: {v:?}");
-    assert_eq!(absorb(&mut c, "old5", 10, 60, Some(3)), 0);
-    assert_eq!(absorb(&mut c, "old5", 10, 60, None), -1);
+    assert_eq!(c.absorb("old5", 10, 60, Some(3)), 0);
+    assert_eq!(c.absorb("old5", 10, 60, None), -1);
 
     // A 1.x value above the capacity is clamped to it: a full bucket, the
     // same whenever it is read, so a denied call leaves it as it is.
     set(&mut c, "oldbig", 500, Some(60));
-    assert_eq!(absorb(&mut c, "oldbig", 10, 60, Some(11)), -1);
-    assert_eq!(stored(&mut c, "oldbig").0.as_deref(), Some(&b"500"[..]));
-    assert_eq!(absorb(&mut c, "oldbig", 10, 60, Some(10)), 0);
+    assert_eq!(c.absorb("oldbig", 10, 60, Some(11)), -1);
+    assert_eq!(c.stored("oldbig").0.as_deref(), Some(&b"500"[..]));
+    assert_eq!(c.absorb("oldbig", 10, 60, Some(10)), 0);
 
     // A negative 1.x counter counts as empty.
     set(&mut c, "oldneg", -4, Some(60));
-    assert_eq!(absorb(&mut c, "oldneg", 10, 60, None), -1);
+    assert_eq!(c.absorb("oldneg", 10, 60, None), -1);
 }
 
 /// The case from the field: a drained 1.x bucket used to answer the same
@@ -62,20 +60,17 @@ fn legacy_integer_values_are_tokens_left() {
 /// time to full.
 #[test]
 fn a_denied_call_on_a_legacy_value_starts_its_refill() {
-    let master = Server::start(ServerOptions::default());
     // A replica without the module must end with the same bytes.
-    let replica = Server::start(
-        ServerOptions::default()
-            .without_module()
-            .replica_of(master.port()),
+    let Pair { master, replica } = Pair::start(
+        ServerOptions::default(),
+        ServerOptions::default().without_module(),
     );
-    wait_for_replication(&master, &replica);
     let mut c = master.conn();
 
     set(&mut c, "old", 3, Some(60));
     let before = server_ms(&mut c);
-    assert_eq!(details(&mut c, "old", 10, 10, 5), [0, 3, 2000, 7000]);
-    let (value, expire) = stored(&mut c, "old");
+    assert_eq!(c.absorb_details("old", 10, 10, 5), [0, 3, 2000, 7000]);
+    let (value, expire) = c.stored("old");
     assert_eq!(value.as_deref(), Some(&b"~0"[..]), "stored in the 2.x form");
     let after = server_ms(&mut c);
     assert!(
@@ -85,31 +80,31 @@ fn a_denied_call_on_a_legacy_value_starts_its_refill() {
         after + 7000
     );
     // The conversion is replicated like any write.
-    let _: i64 = redis::cmd("WAIT").arg(1).arg(5000).query(&mut c).unwrap();
-    assert_eq!(stored(&mut replica.conn(), "old"), (value, expire));
+    c.wait_replicas(1);
+    assert_eq!(replica.conn().stored("old"), (value, expire));
 
     // The reading no longer moves with the clock: 1 token per second.
     std::thread::sleep(Duration::from_millis(1000));
-    let [admitted, left, retry, reset] = details(&mut c, "old", 10, 10, 5);
+    let [admitted, left, retry, reset] = c.absorb_details("old", 10, 10, 5);
     assert_eq!((admitted, left), (0, 4));
     assert!((1..=1000).contains(&retry), "{retry}");
     // One more token to wait for, then five more to full.
     assert_eq!(reset, retry + 5000);
     std::thread::sleep(Duration::from_millis(retry as u64));
     assert_eq!(
-        details(&mut c, "old", 10, 10, 5)[0],
+        c.absorb_details("old", 10, 10, 5)[0],
         1,
         "admitted after retry-after"
     );
 
     // A 1.x value without a TTL, drained: 10 tokens per second.
     set(&mut c, "old0", 0, None);
-    assert_eq!(details(&mut c, "old0", 10, 1, 1), [0, 0, 100, 1000]);
-    let expire = stored(&mut c, "old0").1;
+    assert_eq!(c.absorb_details("old0", 10, 1, 1), [0, 0, 100, 1000]);
+    let expire = c.stored("old0").1;
     assert!(expire > 0, "now a bucket with an expiry: {expire}");
     std::thread::sleep(Duration::from_millis(100));
     assert_eq!(
-        details(&mut c, "old0", 10, 1, 1)[0],
+        c.absorb_details("old0", 10, 1, 1)[0],
         1,
         "admitted after 100 ms"
     );
@@ -122,8 +117,8 @@ fn inspect_reads_a_legacy_value_without_writing() {
     let s = Server::start(ServerOptions::default());
     let mut c = s.conn();
     set(&mut c, "old", 3, Some(60));
-    assert_eq!(inspect(&mut c, "old", 10, 10), [3, 10, 1000, 7000]);
-    assert_eq!(stored(&mut c, "old").0.as_deref(), Some(&b"3"[..]));
+    assert_eq!(c.inspect("old", 10, 10), [3, 10, 1000, 7000]);
+    assert_eq!(c.stored("old").0.as_deref(), Some(&b"3"[..]));
 }
 
 /// `SHIELD.absorball` denied: its 1.x buckets are stored too (the others not).
@@ -132,8 +127,8 @@ fn a_denied_absorball_stores_its_legacy_buckets() {
     let s = Server::start(ServerOptions::default());
     let mut c = s.conn();
     set(&mut c, "{u}old", 2, Some(60));
-    assert_eq!(absorb(&mut c, "{u}new", 1, 60, None), 0);
-    let new_before = stored(&mut c, "{u}new");
+    assert_eq!(c.absorb("{u}new", 1, 60, None), 0);
+    let new_before = c.stored("{u}new");
     let reply: redis::Value = redis::cmd("SHIELD.absorball")
         .arg(&["{u}old", "10", "10", "1", "{u}new", "1", "60", "1"])
         .query(&mut c)
@@ -142,6 +137,6 @@ fn a_denied_absorball_stores_its_legacy_buckets() {
         panic!("{reply:?}")
     };
     assert_eq!(parts.first(), Some(&redis::Value::Int(0)), "denied");
-    assert_eq!(stored(&mut c, "{u}old").0.as_deref(), Some(&b"~0"[..]));
-    assert_eq!(stored(&mut c, "{u}new"), new_before);
+    assert_eq!(c.stored("{u}old").0.as_deref(), Some(&b"~0"[..]));
+    assert_eq!(c.stored("{u}new"), new_before);
 }

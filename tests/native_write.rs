@@ -11,30 +11,23 @@
     clippy::panic
 )]
 
-mod common;
-
 use std::time::Duration;
 
-use common::{absorb, Server, ServerOptions};
 use redis::Value;
+use shield_testkit::{Server, ServerOptions, ShieldCommands};
 
 #[test]
 fn admitted_calls_fire_set_and_expire_events_denied_calls_none() {
     let s = Server::start(ServerOptions::default());
     let mut c = s.conn();
-    let _: () = redis::cmd("CONFIG")
-        .arg("SET")
-        .arg("notify-keyspace-events")
-        .arg("KEA")
-        .query(&mut c)
-        .unwrap();
+    c.config_set("notify-keyspace-events", "KEA");
     let mut sub = s.conn();
     sub.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let mut pubsub = sub.as_pubsub();
     pubsub.subscribe("__keyspace@0__:ev").unwrap();
 
-    assert_eq!(absorb(&mut c, "ev", 2, 1_000_000, Some(2)), 0);
-    assert_eq!(absorb(&mut c, "ev", 2, 1_000_000, None), -1);
+    assert_eq!(c.absorb("ev", 2, 1_000_000, Some(2)), 0);
+    assert_eq!(c.absorb("ev", 2, 1_000_000, None), -1);
     // A marker written after the denied call: the next event must be it.
     let _: () = redis::cmd("DEL").arg("ev").query(&mut c).unwrap();
 
@@ -51,11 +44,11 @@ fn watch_is_invalidated_by_admitted_calls_only() {
     let s = Server::start(ServerOptions::default());
     let mut watcher = s.conn();
     let mut other = s.conn();
-    assert_eq!(absorb(&mut other, "w", 2, 1_000_000, Some(1)), 1);
+    assert_eq!(other.absorb("w", 2, 1_000_000, Some(1)), 1);
 
     let run_watched = |watcher: &mut redis::Connection, other: &mut redis::Connection, tokens| {
         let _: () = redis::cmd("WATCH").arg("w").query(watcher).unwrap();
-        let reply = absorb(other, "w", 2, 1_000_000, Some(tokens));
+        let reply = other.absorb("w", 2, 1_000_000, Some(tokens));
         let exec: Value = redis::pipe().atomic().cmd("PING").query(watcher).unwrap();
         (reply, exec)
     };
@@ -92,9 +85,9 @@ fn client_side_caching_is_invalidated() {
         .arg(inval_id)
         .query(&mut reader)
         .unwrap();
-    assert_eq!(absorb(&mut writer, "cached", 5, 60, None), 4);
+    assert_eq!(writer.absorb("cached", 5, 60, None), 4);
     let _: Option<String> = redis::cmd("GET").arg("cached").query(&mut reader).unwrap();
-    assert_eq!(absorb(&mut writer, "cached", 5, 60, None), 3);
+    assert_eq!(writer.absorb("cached", 5, 60, None), 3);
     let msg = pubsub.get_message().expect("invalidation message");
     let keys: Vec<String> = msg.get_payload().unwrap();
     assert_eq!(keys, ["cached"]);
@@ -126,7 +119,7 @@ fn a_restricted_acl_user_runs_shield_commands_and_nothing_else() {
     let client =
         redis::Client::open(format!("redis://limiter:s3cret@127.0.0.1:{}/", s.port())).unwrap();
     let mut c = client.get_connection().unwrap();
-    assert_eq!(absorb(&mut c, "rl:user:1", 5, 60, None), 4);
+    assert_eq!(c.absorb("rl:user:1", 5, 60, None), 4);
     let all: Value = redis::cmd("SHIELD.absorball")
         .arg(&["rl:a", "5", "60", "1", "rl:b", "5", "60", "1"][..])
         .query(&mut c)

@@ -10,28 +10,21 @@
     clippy::panic
 )]
 
-mod common;
-
-use common::{absorb, info_field, stored, wait_for_replication, Server, ServerOptions};
+use shield_testkit::{info_field, Pair, Server, ServerOptions, ShieldCommands};
 
 fn repl_offset(c: &mut redis::Connection) -> i64 {
-    let info: String = redis::cmd("INFO").arg("replication").query(c).unwrap();
-    info_field(&info, "master_repl_offset")
+    info_field(&c.info_section("replication"), "master_repl_offset")
         .and_then(|v| v.parse().ok())
         .expect("offset")
 }
 
 #[test]
 fn replicas_hold_the_same_value_and_absolute_expiry() {
-    let master = Server::start(ServerOptions::default());
-    let with_module = Server::start(ServerOptions::default().replica_of(master.port()));
-    let without_module = Server::start(
-        ServerOptions::default()
-            .without_module()
-            .replica_of(master.port()),
-    );
-    wait_for_replication(&master, &with_module);
-    wait_for_replication(&master, &without_module);
+    let Pair {
+        master,
+        replica: with_module,
+    } = Pair::with_module();
+    let without_module = Server::start_replica(&master, ServerOptions::default().without_module());
     let mut m = master.conn();
 
     let keys = ["a", "b", "frac", "{tag}x", "legacy"];
@@ -42,26 +35,22 @@ fn replicas_hold_the_same_value_and_absolute_expiry() {
         .arg(60)
         .query(&mut m)
         .unwrap();
-    assert_eq!(absorb(&mut m, "a", 30, 60, Some(13)), 17);
-    assert_eq!(absorb(&mut m, "a", 30, 60, Some(13)), 4);
-    assert_eq!(absorb(&mut m, "b", 5, 1, None), 4);
-    assert_eq!(absorb(&mut m, "frac", 3, 7, Some(2)), 1);
-    assert_eq!(
-        absorb(&mut m, "{tag}x", 1_000_000, 3_600, Some(999)),
-        999_001
-    );
-    assert_eq!(absorb(&mut m, "legacy", 10, 60, Some(2)), 5);
+    assert_eq!(m.absorb("a", 30, 60, Some(13)), 17);
+    assert_eq!(m.absorb("a", 30, 60, Some(13)), 4);
+    assert_eq!(m.absorb("b", 5, 1, None), 4);
+    assert_eq!(m.absorb("frac", 3, 7, Some(2)), 1);
+    assert_eq!(m.absorb("{tag}x", 1_000_000, 3_600, Some(999)), 999_001);
+    assert_eq!(m.absorb("legacy", 10, 60, Some(2)), 5);
 
-    let acked: i64 = redis::cmd("WAIT").arg(2).arg(5_000).query(&mut m).unwrap();
-    assert_eq!(acked, 2);
+    assert_eq!(m.wait_replicas(2), 2);
     for key in keys {
-        let on_master = stored(&mut m, key);
+        let on_master = m.stored(key);
         assert!(on_master.0.is_some(), "{key} missing on master");
         assert!(on_master.1 > 0, "{key} has no expiry on master");
         for replica in [&with_module, &without_module] {
             let mut r = replica.conn();
             assert_eq!(
-                stored(&mut r, key),
+                r.stored(key),
                 on_master,
                 "{key} on replica :{}",
                 replica.port()
@@ -71,22 +60,18 @@ fn replicas_hold_the_same_value_and_absolute_expiry() {
 
     // A denied call writes and replicates nothing.
     let before = repl_offset(&mut m);
-    assert_eq!(absorb(&mut m, "a", 30, 60, Some(13)), -1);
-    assert_eq!(absorb(&mut m, "nokey", 3, 60, Some(4)), -1);
+    assert_eq!(m.absorb("a", 30, 60, Some(13)), -1);
+    assert_eq!(m.absorb("nokey", 3, 60, Some(4)), -1);
     assert_eq!(repl_offset(&mut m), before);
 }
 
 #[test]
 fn replica_rejects_writes_from_clients() {
-    let master = Server::start(ServerOptions::default());
-    let replica = Server::start(ServerOptions::default().replica_of(master.port()));
-    wait_for_replication(&master, &replica);
+    let Pair {
+        master: _master,
+        replica,
+    } = Pair::with_module();
     let mut r = replica.conn();
-    let err = redis::cmd("SHIELD.absorb")
-        .arg("k")
-        .arg(1)
-        .arg(1)
-        .query::<i64>(&mut r)
-        .unwrap_err();
+    let err = r.try_absorb("k", 1, 1, None).unwrap_err();
     assert_eq!(err.code(), Some("READONLY"), "{err}");
 }

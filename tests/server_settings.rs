@@ -10,13 +10,10 @@
     clippy::panic
 )]
 
-mod common;
-
 use std::time::Duration;
 
-use common::{
-    absorb, info_field, server_version_info, stored, wait_for_replication, wait_until, Server,
-    ServerOptions,
+use shield_testkit::{
+    info_field, server_version_info, wait_until, Pair, Server, ServerOptions, ShieldCommands,
 };
 
 fn module_cmd() -> ServerOptions {
@@ -32,14 +29,6 @@ fn unload_error(c: &mut redis::Connection) -> String {
         .query::<()>(c)
         .expect_err("MODULE UNLOAD must be refused");
     err.to_string()
-}
-
-fn log(s: &Server) -> String {
-    std::fs::read_to_string(s.dir().join("server.log")).unwrap_or_default()
-}
-
-fn info(c: &mut redis::Connection, section: &str) -> String {
-    redis::cmd("INFO").arg(section).query(c).unwrap()
 }
 
 /// A `SHIELD.absorb` queued in `MULTI` ran after `MODULE UNLOAD` freed the
@@ -60,7 +49,7 @@ fn module_unload_is_refused_while_a_transaction_holds_a_command() {
     let err = unload_error(&mut b);
     assert!(err.contains("Error unloading module"), "{err}");
     assert!(
-        log(&s).contains("MODULE UNLOAD refused"),
+        s.log().contains("MODULE UNLOAD refused"),
         "the log says why:\n{}",
         s.log_tail()
     );
@@ -68,7 +57,7 @@ fn module_unload_is_refused_while_a_transaction_holds_a_command() {
     assert_eq!(replies, [9]);
     let modules: redis::Value = redis::cmd("MODULE").arg("LIST").query(&mut b).unwrap();
     assert!(format!("{modules:?}").contains("shield"), "{modules:?}");
-    assert_eq!(absorb(&mut b, "k", 10, 10, None), 8);
+    assert_eq!(b.absorb("k", 10, 10, None), 8);
 }
 
 /// A `SHIELD.absorb` held by `CLIENT PAUSE WRITE` ran after the unload when
@@ -82,15 +71,15 @@ fn module_unload_is_refused_while_a_paused_command_waits() {
         .query(&mut b)
         .unwrap();
     let mut a = s.conn();
-    let held = std::thread::spawn(move || absorb(&mut a, "p", 10, 10, None));
+    let held = std::thread::spawn(move || a.absorb("p", 10, 10, None));
     wait_until(Duration::from_secs(10), "the absorb to be held", || {
-        info_field(&info(&mut b, "clients"), "blocked_clients").as_deref() == Some("1")
+        info_field(&b.info_section("clients"), "blocked_clients").as_deref() == Some("1")
     });
     let err = unload_error(&mut b);
     assert!(err.contains("Error unloading module"), "{err}");
     let _: () = redis::cmd("CLIENT").arg("UNPAUSE").query(&mut b).unwrap();
     assert_eq!(held.join().expect("held client"), 9);
-    assert_eq!(absorb(&mut b, "p", 10, 10, None), 8);
+    assert_eq!(b.absorb("p", 10, 10, None), 8);
 }
 
 /// Where the server can put module commands in ACL categories (Redis 7.2+,
@@ -179,12 +168,14 @@ fn category_acl_rules_cover_the_commands() {
         );
         assert!(denied(&run(&mut named, "SHIELD.absorb", &absorb_args)));
         assert!(denied(&run(&mut named, "SHIELD.absorball", &all_args)));
-        assert!(log(&s).contains("cannot put module commands in ACL categories"));
+        assert!(s
+            .log()
+            .contains("cannot put module commands in ACL categories"));
     }
 }
 
 fn eviction_field(c: &mut redis::Connection, name: &str) -> Option<String> {
-    info_field(&info(c, "shield"), &format!("shield_{name}"))
+    info_field(&c.info_section("shield"), &format!("shield_{name}"))
 }
 
 /// Under every evicting policy the module says that evictions can reset
@@ -210,18 +201,11 @@ fn evicting_policies_are_reported() {
         Some("1")
     );
     assert!(
-        log(&s).contains("maxmemory-policy is allkeys-lru with maxmemory 1073741824"),
+        s.log()
+            .contains("maxmemory-policy is allkeys-lru with maxmemory 1073741824"),
         "warning at load:\n{}",
         s.log_tail()
     );
-    let config = |c: &mut redis::Connection, name: &str, value: &str| {
-        let _: () = redis::cmd("CONFIG")
-            .arg("SET")
-            .arg(name)
-            .arg(value)
-            .query(c)
-            .unwrap();
-    };
     for (policy, evicting) in [
         ("noeviction", "0"),
         ("allkeys-random", "1"),
@@ -232,7 +216,7 @@ fn evicting_policies_are_reported() {
         ("volatile-lfu", "1"),
         ("noeviction", "0"),
     ] {
-        config(&mut c, "maxmemory-policy", policy);
+        c.config_set("maxmemory-policy", policy);
         assert_eq!(
             eviction_field(&mut c, "maxmemory_policy").as_deref(),
             Some(policy)
@@ -243,10 +227,10 @@ fn evicting_policies_are_reported() {
             "{policy}"
         );
     }
-    assert!(log(&s).contains("buckets can no longer be evicted"));
+    assert!(s.log().contains("buckets can no longer be evicted"));
     // No maxmemory: nothing is ever evicted, whatever the policy.
-    config(&mut c, "maxmemory", "0");
-    config(&mut c, "maxmemory-policy", "allkeys-lru");
+    c.config_set("maxmemory", "0");
+    c.config_set("maxmemory-policy", "allkeys-lru");
     assert_eq!(
         eviction_field(&mut c, "evictions_can_reset_buckets").as_deref(),
         Some("0")
@@ -255,10 +239,10 @@ fn evicting_policies_are_reported() {
     // Under pressure: drained buckets are evicted, and each evicted one is
     // full again. Where the server reports evictions to modules, they are
     // counted.
-    let used: u64 = info_field(&info(&mut c, "memory"), "used_memory")
+    let used: u64 = info_field(&c.info_section("memory"), "used_memory")
         .and_then(|v| v.parse().ok())
         .expect("used_memory");
-    config(&mut c, "maxmemory", &(used + 4 * 1024 * 1024).to_string());
+    c.config_set("maxmemory", &(used + 4 * 1024 * 1024).to_string());
     let mut pipe = redis::pipe();
     for i in 0..60_000 {
         pipe.cmd("SHIELD.absorb")
@@ -270,7 +254,7 @@ fn evicting_policies_are_reported() {
             pipe = redis::pipe();
         }
     }
-    let evicted: u64 = info_field(&info(&mut c, "stats"), "evicted_keys")
+    let evicted: u64 = info_field(&c.info_section("stats"), "evicted_keys")
         .and_then(|v| v.parse().ok())
         .expect("evicted_keys");
     assert!(evicted > 0, "the test must cause evictions");
@@ -291,10 +275,10 @@ fn evicting_policies_are_reported() {
     // The harm the warning is about: an evicted drained bucket admits again.
     let gone = (0..60_000)
         .map(|i| format!("drained:{i}"))
-        .find(|k| stored(&mut c, k).0.is_none())
+        .find(|k| c.stored(k).0.is_none())
         .expect("an evicted bucket");
-    config(&mut c, "maxmemory", "0");
-    assert_eq!(absorb(&mut c, &gone, 1, 100_000, None), 0, "full again");
+    c.config_set("maxmemory", "0");
+    assert_eq!(c.absorb(&gone, 1, 100_000, None), 0, "full again");
 }
 
 /// With the module loaded, a replica used to skip `repl-diskless-load
@@ -305,16 +289,15 @@ fn a_replica_with_the_module_loads_diskless_with_swapdb() {
     let master = Server::start(ServerOptions::default());
     let mut m = master.conn();
     for i in 0..200 {
-        absorb(&mut m, format!("b{i}"), 10, 60, Some(1 + i % 10));
+        m.absorb(format!("b{i}"), 10, 60, Some(1 + i % 10));
     }
-    let replica = Server::start(
+    let replica = Server::start_replica(
+        &master,
         ServerOptions::default()
-            .replica_of(master.port())
             .arg("--repl-diskless-load")
             .arg("swapdb"),
     );
-    wait_for_replication(&master, &replica);
-    let text = log(&replica);
+    let text = replica.log();
     assert!(
         !text.contains("Skipping diskless-load"),
         "diskless load skipped:\n{}",
@@ -328,7 +311,7 @@ fn a_replica_with_the_module_loads_diskless_with_swapdb() {
     let mut r = replica.conn();
     for i in 0..200 {
         let key = format!("b{i}");
-        assert_eq!(stored(&mut r, &key), stored(&mut m, &key), "{key}");
+        assert_eq!(r.stored(&key), m.stored(&key), "{key}");
     }
 }
 
@@ -341,7 +324,7 @@ fn counter(c: &mut redis::Connection, name: &str) -> u64 {
 /// `rejected_calls` of `SHIELD.absorb` in `INFO commandstats`.
 fn rejected_by_server(c: &mut redis::Connection) -> u64 {
     // The server keeps the command's name as registered: cmdstat_SHIELD.absorb.
-    info(c, "commandstats")
+    c.info_section("commandstats")
         .lines()
         .find_map(|line| {
             let (name, stats) = line.split_once(':')?;
@@ -360,9 +343,7 @@ fn rejected_by_server(c: &mut redis::Connection) -> u64 {
 /// OOM, READONLY) are in neither, but in the server's `rejected_calls`.
 #[test]
 fn counters_count_the_calls_that_reach_the_module() {
-    let master = Server::start(ServerOptions::default());
-    let replica = Server::start(ServerOptions::default().replica_of(master.port()));
-    wait_for_replication(&master, &replica);
+    let Pair { master, replica } = Pair::with_module();
     let mut c = master.conn();
     let expect = |c: &mut redis::Connection, calls: u64, errors: u64, rejected: u64| {
         assert_eq!(
@@ -406,16 +387,10 @@ fn counters_count_the_calls_that_reach_the_module() {
         .query(&mut nobody)
         .unwrap();
     assert!(call(&mut nobody, &["k", "5", "1"]).is_err(), "NOPERM");
-    let _: () = redis::cmd("CONFIG")
-        .arg(&["SET", "maxmemory", "1"])
-        .query(&mut c)
-        .unwrap();
+    c.config_set("maxmemory", "1");
     let oom = call(&mut c, &["k", "5", "1"]);
     assert!(oom.as_ref().is_err_and(|e| e.contains("OOM")), "{oom:?}");
-    let _: () = redis::cmd("CONFIG")
-        .arg(&["SET", "maxmemory", "0"])
-        .query(&mut c)
-        .unwrap();
+    c.config_set("maxmemory", "0");
     expect(&mut c, 3, 2, 3);
     let mut r = replica.conn();
     let readonly = call(&mut r, &["k", "5", "1"]);
