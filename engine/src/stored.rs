@@ -92,21 +92,13 @@ impl Bucket {
             .ok_or_else(|| internal("its expiry is beyond the server's clock"))?;
         let remainder = u64::try_from(remainder).map_err(|_| internal("remainder"))?;
         let mut buf = [TAG; MAX_VALUE_LEN];
-        let mut len = 1;
-        let mut push = |bytes: &[u8]| -> Result<(), ShieldError> {
-            buf.get_mut(len..len + bytes.len())
-                .ok_or_else(|| internal("the value is too long"))?
-                .copy_from_slice(bytes);
-            len += bytes.len();
-            Ok(())
-        };
         let mut digits = Decimal::default();
-        push(digits.format(remainder)?)?;
+        let mut len = 1 + copy_at(&mut buf, 1, digits.format(remainder)?)?;
         if remainder != 0 {
             // remainder < ticks per ms <= 10^18: 18 + 1 + 19 bytes at most.
-            push(&[OVER])?;
+            len += copy_at(&mut buf, len, &[OVER])?;
             let per_ms = u64::try_from(per_ms).map_err(|_| internal("ticks per ms"))?;
-            push(digits.format(per_ms)?)?;
+            len += copy_at(&mut buf, len, digits.format(per_ms)?)?;
         }
         Ok(Encoded {
             buf,
@@ -114,6 +106,16 @@ impl Bucket {
             expire_at_ms,
         })
     }
+}
+
+/// Copies `bytes` into `buf` at `at`; their length, or an internal error if
+/// they do not fit (never with the bounds of `limit.rs`).
+#[inline]
+fn copy_at(buf: &mut [u8; MAX_VALUE_LEN], at: usize, bytes: &[u8]) -> Result<usize, ShieldError> {
+    buf.get_mut(at..at + bytes.len())
+        .ok_or_else(|| ShieldError::Internal("an encoded value does not fit its buffer".into()))?
+        .copy_from_slice(bytes);
+    Ok(bytes.len())
 }
 
 /// A stored bucket, decoded for one call.
