@@ -156,5 +156,30 @@ pub fn describe_all(ctx: ModuleCtx<'_>) -> bool {
             arg("quantity", INTEGER, "tokens this call takes (default 1; 0 peeks)", OPTIONAL),
         ],
     );
-    absorb && inspect && absorb_all && cl_throttle
+    let gcra = ctx.set_command_info(
+        c"GCRA",
+        &CommandDoc {
+            summary: c"Redis's GCRA rate limit, exact: [limited, max_burst+1, available, retry_after s, full_burst_after s].",
+            complexity: c"O(1)",
+            since: SINCE,
+            arity: -5,
+        },
+        key_spec(0, 1, update()),
+        vec![
+            arg("key", KEY, "the bucket's key", NONE),
+            arg("max_burst", INTEGER, "tokens beyond the first a burst may take: the bucket holds max_burst+1", NONE),
+            arg("tokens_per_period", INTEGER, "tokens refilled per period", NONE),
+            arg("period", raw::RedisModuleCommandArgType_REDISMODULE_ARG_TYPE_DOUBLE, "seconds, an exact decimal (at most 6 decimal places)", NONE),
+            block(
+                "tokens",
+                "tokens this call takes (default 1)",
+                OPTIONAL,
+                vec![
+                    arg("TOKENS", PURE_TOKEN, "the keyword", NONE),
+                    arg("count", INTEGER, "tokens", NONE),
+                ],
+            ),
+        ],
+    );
+    absorb && inspect && absorb_all && cl_throttle && gcra
 }

@@ -6,7 +6,7 @@ use std::os::raw::c_int;
 
 use redis_module::raw;
 
-use crate::commands::{absorb, absorb_all, cl_throttle, inspect};
+use crate::commands::{absorb, absorb_all, cl_throttle, gcra, inspect};
 use crate::ffi::module::{InfoCtx, InfoProvider, ModuleCtx};
 use crate::ffi::{Arg, Command, CommandCtx, Status};
 use crate::handler::guarded;
@@ -25,6 +25,7 @@ struct Absorb;
 struct Inspect;
 struct AbsorbAll;
 struct ClThrottle;
+struct Gcra;
 
 impl Command for Absorb {
     fn run(ctx: CommandCtx<'_>, args: &[Arg<'_>]) -> Status {
@@ -47,6 +48,12 @@ impl Command for AbsorbAll {
 impl Command for ClThrottle {
     fn run(ctx: CommandCtx<'_>, args: &[Arg<'_>]) -> Status {
         guarded(ctx, args, cl_throttle::run)
+    }
+}
+
+impl Command for Gcra {
+    fn run(ctx: CommandCtx<'_>, args: &[Arg<'_>]) -> Status {
+        guarded(ctx, args, gcra::run)
     }
 }
 
@@ -84,22 +91,33 @@ const CL_THROTTLE: Registration = Registration {
     keys: [1, 1, 1],
     categories: "write string fast",
 };
+const GCRA: Registration = Registration {
+    name: c"GCRA",
+    flags: c"write deny-oom fast",
+    keys: [1, 1, 1],
+    categories: "write string fast",
+};
 
-/// The module's load-time arguments (`--loadmodule <path> [NO-CL.THROTTLE]`):
-/// the compatibility commands are on unless turned off.
+/// The module's load-time arguments (`--loadmodule <path> [NO-CL.THROTTLE]
+/// [NO-GCRA]`): the compatibility commands are on unless turned off.
 struct Options {
     cl_throttle: bool,
+    gcra: bool,
 }
 
 impl Options {
     fn parse(args: &[String]) -> Result<Options, String> {
-        let mut options = Options { cl_throttle: true };
+        let mut options = Options {
+            cl_throttle: true,
+            gcra: true,
+        };
         for arg in args {
             match arg.to_ascii_uppercase().as_str() {
                 "NO-CL.THROTTLE" => options.cl_throttle = false,
+                "NO-GCRA" => options.gcra = false,
                 _ => {
                     return Err(format!(
-                        "unknown module argument '{arg}' (known: NO-CL.THROTTLE)"
+                        "unknown module argument '{arg}' (known: NO-CL.THROTTLE, NO-GCRA)"
                     ))
                 }
             }
@@ -136,14 +154,27 @@ pub fn load(ctx: ModuleCtx<'_>, args: &[String]) -> Result<(), String> {
     ctx.create_command::<AbsorbAll>(ABSORB_ALL.name, ABSORB_ALL.flags, ABSORB_ALL.keys)?;
     let mut commands = vec![ABSORB, INSPECT, ABSORB_ALL];
     // The compatibility commands step aside when the name is taken (by
-    // redis-cell itself, say) or turned off.
+    // redis-cell, or a server with its own GCRA) or turned off.
     if commands_on.cl_throttle {
-        match ctx.create_command::<ClThrottle>(CL_THROTTLE.name, CL_THROTTLE.flags, CL_THROTTLE.keys) {
+        match ctx.create_command::<ClThrottle>(
+            CL_THROTTLE.name,
+            CL_THROTTLE.flags,
+            CL_THROTTLE.keys,
+        ) {
             Ok(()) => commands.push(CL_THROTTLE),
             Err(_) => ctx.log(
                 c"warning",
                 "redis-shield: CL.THROTTLE already exists on this server (is redis-cell loaded?): \
                  not registered",
+            ),
+        }
+    }
+    if commands_on.gcra {
+        match ctx.create_command::<Gcra>(GCRA.name, GCRA.flags, GCRA.keys) {
+            Ok(()) => commands.push(GCRA),
+            Err(_) => ctx.log(
+                c"notice",
+                "redis-shield: this server has its own GCRA command: redis-shield's is not registered",
             ),
         }
     }

@@ -209,7 +209,11 @@ pub fn decode_cell(limit: Limit, value: &[u8], now_ms: u64) -> Result<Bucket, Sh
     if div_ceil(full_at * NS_PER_MS, per_ms) != Ticks::from(tat_ns) {
         full_at += 1;
     }
-    Ok(Bucket::from_ticks(limit, limit.ms_to_ticks(now_ms), full_at))
+    Ok(Bucket::from_ticks(
+        limit,
+        limit.ms_to_ticks(now_ms),
+        full_at,
+    ))
 }
 
 #[cfg(test)]
@@ -251,7 +255,12 @@ mod tests {
     #[test]
     fn arguments() {
         assert_eq!(args(0, 1, 1).limit.capacity(), 1);
-        assert_eq!(parse_throttle(b"0", b"1", b"1", Some(b"0")).unwrap().quantity, 0);
+        assert_eq!(
+            parse_throttle(b"0", b"1", b"1", Some(b"0"))
+                .unwrap()
+                .quantity,
+            0
+        );
         assert_eq!(
             parse_throttle(b"-1", b"1", b"1", None),
             Err(ShieldError::NotNaturalInteger("max_burst"))
@@ -278,10 +287,16 @@ mod tests {
         let drained = after.unwrap();
         let (none, peek) = throttle(&drained, 0);
         assert_eq!(none, None);
-        assert_eq!((peek.limited, peek.remaining, peek.reset_after_s), (false, 0, 5));
+        assert_eq!(
+            (peek.limited, peek.remaining, peek.reset_after_s),
+            (false, 0, 5)
+        );
         let (none, denied) = throttle(&drained.at(now + 1), 2);
         assert_eq!(none, None);
-        assert_eq!((denied.limited, denied.retry_after_s, denied.reset_after_s), (true, 2, 5));
+        assert_eq!(
+            (denied.limited, denied.retry_after_s, denied.reset_after_s),
+            (true, 2, 5)
+        );
         let (_, never) = throttle(&drained, 6);
         assert_eq!(never.retry_after_s, -1);
     }
@@ -292,7 +307,11 @@ mod tests {
     fn tats_round_trip() {
         let mut rng = Rng::new(21);
         for _ in 0..20_000 {
-            let a = args(rng.below(1_000), 1 + rng.below(1_000_000), 1 + rng.below(100_000));
+            let a = args(
+                rng.below(1_000),
+                1 + rng.below(1_000_000),
+                1 + rng.below(100_000),
+            );
             let now_ms = 1_700_000_000_000 + rng.below(1 << 30);
             let now = a.limit.ms_to_ticks(now_ms);
             let full_at = now + 1 + rng.below_u128(a.limit.burst());
@@ -311,8 +330,19 @@ mod tests {
             assert!(t * NS_PER_MS > Ticks::from(ns - 1) * per_ms);
             assert!((t - 1) * NS_PER_MS < Ticks::from(ns) * per_ms);
         }
-        for bad in [&b""[..], b"-1", b"1.5", b"hello", b" 1", b"99999999999999999999999"] {
-            assert_eq!(decode_cell(args(1, 1, 1).limit, bad, 0), Err(ShieldError::NotACellBucket), "{bad:?}");
+        for bad in [
+            &b""[..],
+            b"-1",
+            b"1.5",
+            b"hello",
+            b" 1",
+            b"99999999999999999999999",
+        ] {
+            assert_eq!(
+                decode_cell(args(1, 1, 1).limit, bad, 0),
+                Err(ShieldError::NotACellBucket),
+                "{bad:?}"
+            );
         }
     }
 }

@@ -31,7 +31,9 @@ impl Decimal {
             let pair = (n % 100) as usize * 2;
             n /= 100;
             start -= 2;
-            if let (Some(dst), Some(src)) = (self.0.get_mut(start..start + 2), PAIRS.get(pair..pair + 2)) {
+            if let (Some(dst), Some(src)) =
+                (self.0.get_mut(start..start + 2), PAIRS.get(pair..pair + 2))
+            {
                 dst.copy_from_slice(src);
             }
         }
@@ -39,7 +41,9 @@ impl Decimal {
         if n >= 10 && start >= 2 {
             let pair = n as usize * 2;
             start -= 2;
-            if let (Some(dst), Some(src)) = (self.0.get_mut(start..start + 2), PAIRS.get(pair..pair + 2)) {
+            if let (Some(dst), Some(src)) =
+                (self.0.get_mut(start..start + 2), PAIRS.get(pair..pair + 2))
+            {
                 dst.copy_from_slice(src);
             }
         } else if let Some(d) = start.checked_sub(1).and_then(|i| self.0.get_mut(i)) {
@@ -48,7 +52,9 @@ impl Decimal {
         }
         match self.0.get(start..) {
             Some(digits) if n < 100 && !digits.is_empty() => Ok(digits),
-            _ => Err(ShieldError::Internal("a number could not be formatted".into())),
+            _ => Err(ShieldError::Internal(
+                "a number could not be formatted".into(),
+            )),
         }
     }
 }

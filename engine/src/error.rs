@@ -28,6 +28,14 @@ pub enum ShieldError {
     #[error("ERR {name} is out of range (1 to {max})")]
     OutOfRange { name: &'static str, max: u64 },
 
+    /// An error worded as the native `GCRA` command words it.
+    #[error("ERR {0}")]
+    Native(&'static str),
+
+    /// Wrong number of arguments (answered with the server's own error).
+    #[error("ERR wrong number of arguments")]
+    WrongArity,
+
     /// A rate outside what the engine computes exactly.
     #[error("ERR {0}")]
     BadRate(&'static str),

@@ -46,6 +46,7 @@ mod bucket;
 mod cell;
 mod decimal;
 mod error;
+mod gcra;
 mod limit;
 mod stored;
 
@@ -60,5 +61,6 @@ pub use bucket::{Bucket, Decision, Details, Inspection};
 pub use cell::{decode_cell, parse_throttle, throttle, CellState, ThrottleArgs, ThrottleReply};
 pub use decimal::Decimal;
 pub use error::ShieldError;
+pub use gcra::{gcra, parse_gcra, GcraArgs, GcraReply};
 pub use limit::{Limit, Rate, Seconds, MAX_CAPACITY, MAX_PERIOD_DECIMALS, MAX_PERIOD_SECS};
 pub use stored::{decode, Decoded, Encoded, MAX_VALUE_LEN};

@@ -61,6 +61,11 @@ impl Seconds {
     /// zeros dropped. `None` for anything else (signs, exponents, `inf`,
     /// spaces, more decimals, more than 18 significant digits).
     pub fn parse(text: &[u8]) -> Option<Seconds> {
+        Seconds::parse_decimal(text).filter(|s| s.decimals <= MAX_PERIOD_DECIMALS)
+    }
+
+    /// [`Seconds::parse`] with up to 18 decimal places.
+    pub(crate) fn parse_decimal(text: &[u8]) -> Option<Seconds> {
         let (int, frac) = match text.iter().position(|&b| b == b'.') {
             Some(dot) => {
                 let (int, frac) = text.split_at(dot);
@@ -73,9 +78,7 @@ impl Seconds {
         }
         let frac_len = frac.iter().rposition(|&b| b != b'0').map_or(0, |i| i + 1);
         let frac = frac.get(..frac_len)?;
-        let decimals = u32::try_from(frac.len())
-            .ok()
-            .filter(|&d| d <= MAX_PERIOD_DECIMALS)?;
+        let decimals = u32::try_from(frac.len()).ok().filter(|&d| d <= 18)?;
         let units = int.iter().chain(frac).try_fold(0u64, |acc, &b| {
             b.is_ascii_digit()
                 .then(|| acc.checked_mul(10)?.checked_add(u64::from(b - b'0')))?
@@ -85,6 +88,30 @@ impl Seconds {
             return None;
         }
         Some(Seconds { units, decimals })
+    }
+
+    /// Decimal places.
+    pub fn decimals(&self) -> u32 {
+        self.decimals
+    }
+
+    /// The value times `10^exponent`, exactly, trailing zeros dropped;
+    /// `None` if it does not fit.
+    pub fn scaled(self, exponent: i32) -> Option<Seconds> {
+        let mut units = self.units;
+        let mut decimals = i64::from(self.decimals) - i64::from(exponent);
+        while decimals < 0 {
+            units = units.checked_mul(10)?;
+            decimals += 1;
+        }
+        while decimals > 0 && units % 10 == 0 && units != 0 {
+            units /= 10;
+            decimals -= 1;
+        }
+        Some(Seconds {
+            units,
+            decimals: u32::try_from(decimals).ok()?,
+        })
     }
 
     /// True when the value is above zero and below `limit` whole seconds.

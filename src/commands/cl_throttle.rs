@@ -13,7 +13,9 @@ use crate::stats;
 pub fn run<'a>(ctx: CommandCtx<'a>, argv: &[Arg<'a>]) -> Result<Reply<'a>, ShieldError> {
     let (key_name, max_burst, count, period, quantity) = match argv {
         [_, key, burst, count, period] => (*key, *burst, *count, *period, None),
-        [_, key, burst, count, period, quantity] => (*key, *burst, *count, *period, Some(quantity.bytes())),
+        [_, key, burst, count, period, quantity] => {
+            (*key, *burst, *count, *period, Some(quantity.bytes()))
+        }
         _ => return Ok(Reply::WrongArity),
     };
     let args = parse_throttle(max_burst.bytes(), count.bytes(), period.bytes(), quantity)?;

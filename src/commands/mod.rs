@@ -4,4 +4,5 @@
 pub mod absorb;
 pub mod absorb_all;
 pub mod cl_throttle;
+pub mod gcra;
 pub mod inspect;
