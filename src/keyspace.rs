@@ -15,6 +15,9 @@ use crate::ffi::{Arg, CommandCtx, EventClass};
 
 const TILDE_ZERO: &[u8] = b"~0";
 
+/// A string key's value and absolute expiry (`None`: no expiry).
+type StoredString<'k> = (&'k [u8], Option<i64>);
+
 /// How a key is opened.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Access {
@@ -65,7 +68,7 @@ impl<'a> BucketKey<'a> {
     /// The key's string value and absolute expiry; `None` when there is no
     /// key (a full bucket); WRONGTYPE for another type.
     #[inline]
-    fn string(&mut self) -> Result<Option<(&[u8], Option<i64>)>, ShieldError> {
+    fn string(&mut self) -> Result<Option<StoredString<'_>>, ShieldError> {
         let Some(key) = self.key.as_mut() else {
             return Ok(None);
         };
