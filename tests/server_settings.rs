@@ -151,7 +151,13 @@ fn category_acl_rules_cover_the_commands() {
         members.sort();
         assert_eq!(
             members,
-            ["cl.throttle", "gcra", "shield.absorb", "shield.absorball", "shield.inspect"]
+            [
+                "cl.throttle",
+                "gcra",
+                "shield.absorb",
+                "shield.absorball",
+                "shield.inspect"
+            ]
         );
     } else {
         // Redis 7.0: as README says, -@write does not stop them...
