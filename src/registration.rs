@@ -21,41 +21,23 @@ const VALKEY_OPTION_HANDLE_ATOMIC_SLOT_MIGRATION: c_int = 1 << 5;
 /// add categories (Redis 7.4+, Valkey 8+): `ACL SETUSER u +@ratelimit`.
 pub const ACL_CATEGORY: &CStr = c"ratelimit";
 
-struct Absorb;
-struct Inspect;
-struct AbsorbAll;
-struct ClThrottle;
-struct Gcra;
-
-impl Command for Absorb {
-    fn run(ctx: CommandCtx<'_>, args: &[Arg<'_>]) -> Status {
-        guarded(ctx, args, absorb::run)
-    }
+/// A command of the module whose body runs under the handler's guard.
+macro_rules! guarded_command {
+    ($name:ident, $body:path) => {
+        struct $name;
+        impl Command for $name {
+            fn run(ctx: CommandCtx<'_>, args: &[Arg<'_>]) -> Status {
+                guarded(ctx, args, $body)
+            }
+        }
+    };
 }
 
-impl Command for Inspect {
-    fn run(ctx: CommandCtx<'_>, args: &[Arg<'_>]) -> Status {
-        guarded(ctx, args, inspect::run)
-    }
-}
-
-impl Command for AbsorbAll {
-    fn run(ctx: CommandCtx<'_>, args: &[Arg<'_>]) -> Status {
-        guarded(ctx, args, absorb_all::run)
-    }
-}
-
-impl Command for ClThrottle {
-    fn run(ctx: CommandCtx<'_>, args: &[Arg<'_>]) -> Status {
-        guarded(ctx, args, cl_throttle::run)
-    }
-}
-
-impl Command for Gcra {
-    fn run(ctx: CommandCtx<'_>, args: &[Arg<'_>]) -> Status {
-        guarded(ctx, args, gcra::run)
-    }
-}
+guarded_command!(Absorb, absorb::run);
+guarded_command!(Inspect, inspect::run);
+guarded_command!(AbsorbAll, absorb_all::run);
+guarded_command!(ClThrottle, cl_throttle::run);
+guarded_command!(Gcra, gcra::run);
 
 /// A command's registration: its flags, first/last key and step, and the ACL
 /// categories of the native commands of the same nature (`INCRBY`, `GET`,

@@ -11,9 +11,10 @@
 //! permissive), and read back exactly.
 
 use crate::args::parse_positive;
-use crate::bucket::{Bucket, Decision};
+use crate::bucket::Bucket;
 use crate::decimal::Decimal;
 use crate::error::ShieldError;
+use crate::gcra::{gcra, GcraReply};
 use crate::limit::{div_ceil, div_floor, Limit, Rate, Seconds, Ticks, MAX_CAPACITY};
 
 const NS_PER_MS: u128 = 1_000_000;
@@ -69,73 +70,23 @@ fn parse_natural(name: &'static str, bytes: &[u8], max: u64) -> Result<u64, Shie
     })
 }
 
-/// redis-cell's reply: `[limited 0|1, limit, remaining, retry_after, reset_after]`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ThrottleReply {
-    pub limited: bool,
-    /// `max_burst + 1`: the capacity.
-    pub limit: u64,
-    /// Whole tokens left (after the call when admitted, now when limited).
-    pub remaining: u64,
-    /// Seconds to wait before the same call can be admitted, rounded up so
-    /// that a client that waits them is admitted; -1 when admitted, and when
-    /// never (`quantity` above the capacity).
-    pub retry_after_s: i64,
-    /// Seconds until the bucket is full again, rounded up.
-    pub reset_after_s: u64,
-}
-
-/// What a `CL.THROTTLE` call does to `bucket`: the decision (what to store:
-/// only an admitted call with `quantity > 0` changes the bucket) and the
-/// reply.
+/// What a `CL.THROTTLE` call does to `bucket`: what to store (only an
+/// admitted call with `quantity > 0` changes the bucket) and redis-cell's
+/// reply, `[limited, limit, remaining, retry_after, reset_after]`: the same
+/// five integers as `GCRA`'s (see [`GcraReply`]), `quantity 0` being a peek.
 ///
 /// ```
-/// use shield_engine::{parse_throttle, throttle, Bucket, ThrottleReply};
+/// use shield_engine::{parse_throttle, throttle, Bucket, GcraReply};
 /// let args = parse_throttle(b"15", b"30", b"60", None)?;
 /// let (_, reply) = throttle(&Bucket::full(args.limit, 1_000), 1);
-/// assert_eq!(reply, ThrottleReply { limited: false, limit: 16, remaining: 15, retry_after_s: -1, reset_after_s: 2 });
+/// assert_eq!(reply, GcraReply { limited: false, limit: 16, tokens_left: 15, retry_after_s: -1, full_after_s: 2 });
 /// # Ok::<(), shield_engine::ShieldError>(())
 /// ```
-pub fn throttle(bucket: &Bucket, quantity: u64) -> (Option<Bucket>, ThrottleReply) {
-    let seconds = |ms: u64| ms.div_ceil(1000);
-    let limit = bucket.limit().capacity();
+pub fn throttle(bucket: &Bucket, quantity: u64) -> (Option<Bucket>, GcraReply) {
     if quantity == 0 {
-        let remaining = bucket.tokens_left();
-        return (
-            None,
-            ThrottleReply {
-                limited: false,
-                limit,
-                remaining,
-                retry_after_s: -1,
-                reset_after_s: seconds(bucket.ms_until_full()),
-            },
-        );
+        return (None, GcraReply::peek(bucket));
     }
-    match bucket.absorb(quantity) {
-        Decision::Admitted { after, tokens_left } => (
-            Some(after),
-            ThrottleReply {
-                limited: false,
-                limit,
-                remaining: tokens_left,
-                retry_after_s: -1,
-                reset_after_s: seconds(after.ms_until_full()),
-            },
-        ),
-        Decision::Denied { tokens_left } => (
-            None,
-            ThrottleReply {
-                limited: true,
-                limit,
-                remaining: tokens_left,
-                retry_after_s: bucket
-                    .ms_until_available(quantity)
-                    .map_or(-1, |ms| i64::try_from(seconds(ms)).unwrap_or(i64::MAX)),
-                reset_after_s: seconds(bucket.ms_until_full()),
-            },
-        ),
-    }
+    gcra(bucket, quantity)
 }
 
 /// A TAT to store: the decimal nanoseconds and the key's absolute expiry.
@@ -239,12 +190,12 @@ mod tests {
         let (after, reply) = throttle(&Bucket::full(a.limit, 1_700_000_000_000), 1);
         assert_eq!(
             reply,
-            ThrottleReply {
+            GcraReply {
                 limited: false,
                 limit: 16,
-                remaining: 15,
+                tokens_left: 15,
                 retry_after_s: -1,
-                reset_after_s: 2
+                full_after_s: 2
             }
         );
         let mut state = after.unwrap().encode_cell().unwrap();
@@ -288,13 +239,13 @@ mod tests {
         let (none, peek) = throttle(&drained, 0);
         assert_eq!(none, None);
         assert_eq!(
-            (peek.limited, peek.remaining, peek.reset_after_s),
+            (peek.limited, peek.tokens_left, peek.full_after_s),
             (false, 0, 5)
         );
         let (none, denied) = throttle(&drained.at(now + 1), 2);
         assert_eq!(none, None);
         assert_eq!(
-            (denied.limited, denied.retry_after_s, denied.reset_after_s),
+            (denied.limited, denied.retry_after_s, denied.full_after_s),
             (true, 2, 5)
         );
         let (_, never) = throttle(&drained, 6);

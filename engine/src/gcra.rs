@@ -146,60 +146,70 @@ fn parse_period(text: &[u8]) -> Result<Seconds, ShieldError> {
     Ok(value)
 }
 
-/// The native command's reply: `[limited 0|1, max_burst + 1, available,
-/// retry_after s, full_burst_after s]`.
+/// The five integers both GCRA commands answer (`GCRA`, and `CL.THROTTLE`
+/// in its own words): `[limited 0|1, max_burst + 1, tokens left, retry
+/// after s, full after s]`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct GcraReply {
     pub limited: bool,
+    /// `max_burst + 1`: the capacity.
     pub limit: u64,
-    pub available: u64,
+    /// Whole tokens left: after the call when admitted, now when limited
+    /// ("available", "remaining").
+    pub tokens_left: u64,
     /// -1 when not limited, or never (tokens above the capacity); else the
     /// seconds to wait, rounded up so that waiting them admits the call.
     pub retry_after_s: i64,
-    /// Seconds until a full burst is available again, rounded up.
-    pub full_burst_after_s: u64,
+    /// Seconds until the bucket is full again, rounded up ("full burst
+    /// after", "reset after").
+    pub full_after_s: u64,
+}
+
+impl GcraReply {
+    /// The bucket as it is, nothing taken.
+    pub fn peek(bucket: &Bucket) -> GcraReply {
+        GcraReply {
+            limited: false,
+            limit: bucket.limit().capacity(),
+            tokens_left: bucket.tokens_left(),
+            retry_after_s: -1,
+            full_after_s: seconds(bucket.ms_until_full()),
+        }
+    }
+}
+
+/// Whole seconds, rounded up.
+fn seconds(ms: u64) -> u64 {
+    ms.div_ceil(1000)
 }
 
 /// What a `GCRA` call does to `bucket`: what to store (admitted) and the
 /// reply.
 ///
 /// ```
-/// use shield_engine::{gcra, parse_gcra, Bucket};
+/// use shield_engine::{gcra, parse_gcra, Bucket, ShieldError};
 /// // The figures of the native command: GCRA g 29 30 60 TOKENS 13 on a
 /// // fresh key replies 0 30 17 -1 26, then 0 30 4 -1 52, then limited.
 /// let args = parse_gcra(&[b"29", b"30", b"60", b"TOKENS", b"13"])?;
 /// let (after, reply) = gcra(&Bucket::full(args.limit, 1_000), args.tokens);
-/// assert_eq!((reply.available, reply.full_burst_after_s), (17, 26));
-/// let (after, reply) = gcra(&after.ok_or(shield_engine::ShieldError::DuplicateKey)?, args.tokens);
-/// assert_eq!((reply.available, reply.full_burst_after_s), (4, 52));
-/// let (none, reply) = gcra(&after.ok_or(shield_engine::ShieldError::DuplicateKey)?, args.tokens);
+/// assert_eq!((reply.tokens_left, reply.full_after_s), (17, 26));
+/// let (after, reply) = gcra(&after.ok_or(ShieldError::DuplicateKey)?, args.tokens);
+/// assert_eq!((reply.tokens_left, reply.full_after_s), (4, 52));
+/// let (none, reply) = gcra(&after.ok_or(ShieldError::DuplicateKey)?, args.tokens);
 /// assert!(none.is_none() && reply.limited);
-/// # Ok::<(), shield_engine::ShieldError>(())
+/// # Ok::<(), ShieldError>(())
 /// ```
 pub fn gcra(bucket: &Bucket, tokens: u64) -> (Option<Bucket>, GcraReply) {
-    let seconds = |ms: u64| ms.div_ceil(1000);
-    let limit = bucket.limit().capacity();
     match bucket.absorb(tokens) {
-        Decision::Admitted { after, tokens_left } => (
-            Some(after),
-            GcraReply {
-                limited: false,
-                limit,
-                available: tokens_left,
-                retry_after_s: -1,
-                full_burst_after_s: seconds(after.ms_until_full()),
-            },
-        ),
-        Decision::Denied { tokens_left } => (
+        Decision::Admitted { after, .. } => (Some(after), GcraReply::peek(&after)),
+        Decision::Denied { .. } => (
             None,
             GcraReply {
                 limited: true,
-                limit,
-                available: tokens_left,
                 retry_after_s: bucket
                     .ms_until_available(tokens)
                     .map_or(-1, |ms| i64::try_from(seconds(ms)).unwrap_or(i64::MAX)),
-                full_burst_after_s: seconds(bucket.ms_until_full()),
+                ..GcraReply::peek(bucket)
             },
         ),
     }

@@ -58,7 +58,7 @@ mod reference;
 pub use absorb_all::{absorb_all, AbsorbAllOutcome, Charge};
 pub use args::{parse_bucket, parse_positive, BucketArgs, MAX_TOKENS};
 pub use bucket::{Bucket, Decision, Details, Inspection};
-pub use cell::{decode_cell, parse_throttle, throttle, CellState, ThrottleArgs, ThrottleReply};
+pub use cell::{decode_cell, parse_throttle, throttle, CellState, ThrottleArgs};
 pub use decimal::Decimal;
 pub use error::ShieldError;
 pub use gcra::{gcra, parse_gcra, GcraArgs, GcraReply};

@@ -5,8 +5,7 @@ use shield_engine::{parse_throttle, throttle, ShieldError};
 
 use crate::ffi::{now_ms, Arg, CommandCtx};
 use crate::keyspace::{Access, BucketKey};
-use crate::reply::{int, Reply};
-use crate::stats;
+use crate::reply::Reply;
 
 /// `[limited 0|1, max_burst + 1, remaining, retry_after s (-1: none),
 /// reset_after s]`. Quantity 0 is a peek: nothing is written.
@@ -24,16 +23,6 @@ pub fn run<'a>(ctx: CommandCtx<'a>, argv: &[Arg<'a>]) -> Result<Reply<'a>, Shiel
     let (after, reply) = throttle(&bucket, args.quantity);
     if let Some(after) = after {
         key.store_cell(&mut after.encode_cell()?)?;
-        stats::count(&stats::ADMITTED, 1);
-        stats::count(&stats::TOKENS_ABSORBED, args.quantity);
-    } else if reply.limited {
-        stats::count(&stats::DENIED, 1);
     }
-    Ok(Reply::Five([
-        i64::from(reply.limited),
-        int(reply.limit),
-        int(reply.remaining),
-        reply.retry_after_s,
-        int(reply.reset_after_s),
-    ]))
+    Ok(super::gcra_reply(&reply, after.map(|_| args.quantity)))
 }

@@ -6,8 +6,7 @@ use shield_engine::{gcra, parse_gcra, ShieldError};
 
 use crate::ffi::{now_ms, Arg, CommandCtx};
 use crate::keyspace::{Access, BucketKey};
-use crate::reply::{int, Reply};
-use crate::stats;
+use crate::reply::Reply;
 
 /// `[limited 0|1, max_burst + 1, available, retry_after s (-1: none),
 /// full_burst_after s]`.
@@ -30,21 +29,8 @@ pub fn run<'a>(ctx: CommandCtx<'a>, argv: &[Arg<'a>]) -> Result<Reply<'a>, Shiel
     let bucket = key.read(args.limit, now_ms()?)?;
     let (after, reply) = gcra(&bucket, args.tokens);
     match after {
-        Some(after) => {
-            key.store(&after.encode()?)?;
-            stats::count(&stats::ADMITTED, 1);
-            stats::count(&stats::TOKENS_ABSORBED, args.tokens);
-        }
-        None => {
-            key.store_if_legacy()?;
-            stats::count(&stats::DENIED, 1);
-        }
+        Some(after) => key.store(&after.encode()?)?,
+        None => key.store_if_legacy()?,
     }
-    Ok(Reply::Five([
-        i64::from(reply.limited),
-        int(reply.limit),
-        int(reply.available),
-        reply.retry_after_s,
-        int(reply.full_burst_after_s),
-    ]))
+    Ok(super::gcra_reply(&reply, after.map(|_| args.tokens)))
 }
