@@ -6,7 +6,7 @@
 #   bash scripts/image-ci.sh
 #
 # 1. scripts/podman-setup.sh and scripts/build-base-image.sh (cached);
-# 2. cargo build --release -p redis-shield --lib, then
+# 2. cargo build --release --lib, then
 #    podman build --build-arg BASE_IMAGE=$SHIELD_BASE_IMAGE --build-arg MODULE=prebuilt
 #    (no registry is reachable here: neither the official Redis image nor the
 #    Rust builder image can be pulled, so the base is the Debian-packaged one
@@ -111,7 +111,9 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 podman rm -f -t 2 "$C1" "$C2" >/dev/null 2>&1 || true # left by an interrupted run
 
-timed "cargo build --release -p redis-shield --lib" cargo build --release -p redis-shield --lib
+# The same command as test-cluster.sh (step 5): another feature set (-p) would
+# rebuild the module twice.
+timed "cargo build --release --lib" cargo build --release --lib
 timed "podman build ($IMAGE on $SHIELD_BASE_IMAGE, MODULE=prebuilt)" \
     podman build --file Dockerfile --tag "$IMAGE" \
     --build-arg BASE_IMAGE="$SHIELD_BASE_IMAGE" --build-arg MODULE=prebuilt .
