@@ -7,6 +7,8 @@
 //! * [`cluster`]: a real 6-node Redis Cluster ([`Cluster`]), its topology,
 //!   health, and slot migrations;
 //! * [`shield`]: the SHIELD.* commands on any connection ([`ShieldCommands`]);
+//! * [`functions`]: the same operations through the module or the Functions
+//!   library `functions/shield.lua` ([`functions::Engine`]);
 //! * [`rng`]: the seeded random generator ([`Rng`], `SHIELD_TEST_SEED`);
 //! * [`key_slot`]: Redis Cluster's key -> hash slot mapping.
 //!
@@ -16,6 +18,7 @@
 //! `SHIELD_TEST_SEED`.
 
 pub mod cluster;
+pub mod functions;
 pub mod key_slot;
 pub mod pair;
 pub mod rng;
