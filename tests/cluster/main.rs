@@ -36,12 +36,14 @@
 //! parsing, docker-compose.cluster.yml), `routing`, `replication`,
 //! `failover`, `resharding` (legacy `MIGRATE`), `atomic_migration`,
 //! `persistence`, `concurrency`, `multi_bucket` (`SHIELD.absorball`),
-//! `inspect`; `load` holds the client threads that the resharding tests run
-//! while they move a slot.
+//! `inspect`, `functions` (the Functions library, loaded by
+//! `scripts/load-functions.sh`); `load` holds the client threads that the
+//! resharding tests run while they move a slot.
 
 mod atomic_migration;
 mod concurrency;
 mod failover;
+mod functions;
 mod inspect;
 mod load;
 mod multi_bucket;
