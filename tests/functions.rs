@@ -1068,3 +1068,55 @@ fn big_numbers_near_the_library_range_limit() {
         &absorb("wide", 1_000_000, 1_000, Some(1), true),
     );
 }
+
+/// Random limits over the whole range of the library (log-uniform, up to
+/// capacity * period = 8 * 10^12) on random stored states (remainders of
+/// any denominator up to 2^64 - 1, 1.x values, full-again moments beyond
+/// the burst), through the library, each call checked against the engine.
+#[test]
+fn random_limits_across_the_library_range_match_the_engine() {
+    let s = server_with_both();
+    let mut c = s.conn();
+    let c = &mut c;
+    let mut rng = Rng::new();
+    let log_uniform = |rng: &mut Rng, max: u64| {
+        let digits = 1 + rng.below(u64::from(max.ilog10()) + 1) as u32;
+        1 + rng.below(10u64.pow(digits).min(max))
+    };
+    for i in 0..300 {
+        let capacity = log_uniform(&mut rng, 8_000_000_000_000);
+        let period = log_uniform(&mut rng, (8_000_000_000_000 / capacity).min(10_000_000_000));
+        assert!(capacity * period <= 8_000_000_000_000);
+        let key = format!("r{i}");
+        let now = server_ms(c);
+        let expire = now + 1 + rng.below(period * 1500 + 2);
+        let denominator = match rng.below(3) {
+            0 => capacity,
+            1 => 1 + rng.below(u64::MAX - 1),
+            _ => log_uniform(&mut rng, 1_000_000_000_000_000_000),
+        };
+        let value = match rng.below(5) {
+            0 => None,
+            1 => Some(format!("~{}/{denominator}", rng.below(denominator))),
+            2 => Some("~0".to_string()),
+            3 => Some(rng.below(capacity + 2).to_string()),
+            _ => Some(format!("~{}/{capacity}", rng.below(capacity))),
+        };
+        if let Some(v) = &value {
+            set_px(c, &key, v.as_bytes(), Some(expire));
+        }
+        for _ in 0..3 {
+            let tokens = match rng.below(3) {
+                0 => 1,
+                1 => 1 + rng.below(capacity),
+                _ => capacity - rng.below(capacity.min(3)),
+            };
+            let op = match rng.below(3) {
+                0 => inspect(&key, capacity, period),
+                1 => absorb(&key, capacity, period, Some(tokens), rng.below(2) == 0),
+                _ => absorb_all_op(&[(&key, capacity, period, tokens)]),
+            };
+            run_checked(c, Engine::Library, &op);
+        }
+    }
+}
