@@ -16,7 +16,6 @@ pub struct Config {
     pub sections: Vec<String>,
     pub server_cpu: Option<usize>,
     pub client_cpu: Option<usize>,
-    pub cell_module: Option<PathBuf>,
     pub absorball: AbsorballMode,
     pub out_dir: PathBuf,
     pub update_doc: bool,
@@ -73,13 +72,22 @@ impl Config {
                     .position(|a| a == "--only")
                     .and_then(|i| args.get(i + 1).cloned())
             })
-            .unwrap_or_else(|| "single,memory,cluster".into())
+            .unwrap_or_else(|| "single,compat,memory,cluster".into())
             .split(',')
             .map(|s| s.trim().to_string())
             .collect();
         let mut env_part = String::new();
         let mut vars: Vec<(String, String)> = std::env::vars()
-            .filter(|(k, _)| k.starts_with("SHIELD_BENCH_") || k == "SHIELD_SERVER_BIN")
+            .filter(|(k, _)| {
+                k.starts_with("SHIELD_BENCH_")
+                    || [
+                        "SHIELD_SERVER_BIN",
+                        "SHIELD_REDIS_CELL",
+                        "SHIELD_GCRA_SERVER",
+                        "SHIELD_REDIS7_BIN",
+                    ]
+                    .contains(&k.as_str())
+            })
             .collect();
         vars.sort();
         for (k, v) in vars {
@@ -119,7 +127,6 @@ impl Config {
             sections,
             server_cpu,
             client_cpu,
-            cell_module: env("SHIELD_BENCH_REDIS_CELL").map(PathBuf::from),
             absorball: match env("SHIELD_BENCH_ABSORBALL").as_deref() {
                 Some("off" | "0" | "no") => AbsorballMode::Off,
                 _ => AbsorballMode::Auto,

@@ -64,6 +64,9 @@ pub struct Reply {
     pub kind: u8,
     /// The integer of a `:` reply, or of an array's first element when that is an integer.
     pub int: Option<i64>,
+    /// The length of an aggregate reply (a map's: its entries); `None` for
+    /// other replies and for a nil array.
+    pub len: Option<i64>,
 }
 
 fn find_crlf(buf: &[u8], from: usize) -> Option<usize> {
@@ -94,31 +97,54 @@ pub fn parse_reply(buf: &[u8], pos: usize) -> Result<Option<(usize, Reply)>, Str
     let line = &buf[pos + 1..cr];
     let after = cr + 2;
     match kind {
-        b'+' | b'-' | b'_' | b',' | b'#' | b'(' => Ok(Some((after, Reply { kind, int: None }))),
+        b'+' | b'-' | b'_' | b',' | b'#' | b'(' => Ok(Some((
+            after,
+            Reply {
+                kind,
+                int: None,
+                len: None,
+            },
+        ))),
         b':' => Ok(Some((
             after,
             Reply {
                 kind,
                 int: parse_int(line),
+                len: None,
             },
         ))),
         b'$' | b'=' | b'!' => {
             let len = parse_int(line).ok_or("bad bulk length")?;
             if len < 0 {
-                return Ok(Some((after, Reply { kind, int: None })));
+                return Ok(Some((
+                    after,
+                    Reply {
+                        kind,
+                        int: None,
+                        len: None,
+                    },
+                )));
             }
             let end = after + len as usize + 2;
             if end > buf.len() {
                 return Ok(None);
             }
-            Ok(Some((end, Reply { kind, int: None })))
+            Ok(Some((
+                end,
+                Reply {
+                    kind,
+                    int: None,
+                    len: None,
+                },
+            )))
         }
         b'*' | b'~' | b'>' | b'%' | b'|' => {
-            let n = parse_int(line).ok_or("bad aggregate length")?;
+            let count = parse_int(line).ok_or("bad aggregate length")?;
+            // A map's (or attribute's) entries are a key and a value each.
             let n = if matches!(kind, b'%' | b'|') {
-                n * 2
+                count * 2
             } else {
-                n
+                count
             };
             let mut p = after;
             let mut first = None;
@@ -133,7 +159,14 @@ pub fn parse_reply(buf: &[u8], pos: usize) -> Result<Option<(usize, Reply)>, Str
                     None => return Ok(None),
                 }
             }
-            Ok(Some((p, Reply { kind, int: first })))
+            Ok(Some((
+                p,
+                Reply {
+                    kind,
+                    int: first,
+                    len: (count >= 0).then_some(count),
+                },
+            )))
         }
         other => Err(format!("unexpected RESP type byte {:?}", other as char)),
     }
@@ -283,27 +316,45 @@ pub trait Workload {
     fn next_plan(&mut self, client: usize, rng: &mut Rng, plan: &mut Plan);
 }
 
-/// How to tell a denial from a reply.
+/// How to read a command's reply: admitted, denied, or not a reply that
+/// command gives at all.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DenyCheck {
-    /// Nothing is counted as denied.
+    /// Nothing is counted as denied; any reply but an error is accepted.
     None,
-    /// `SHIELD.absorb` / Lua bucket: `-1`; `SHIELD.absorball`: an array starting with `0`.
+    /// `SHIELD.absorb` / Lua bucket: an integer, `-1` when denied, tokens left
+    /// (`>= 0`) when admitted; `SHIELD.absorball`: an array, starting with `0`
+    /// when denied.
     Shield,
-    /// `CL.THROTTLE`: an array starting with `1`.
-    Cell,
+    /// `CL.THROTTLE` and `GCRA`: an array of five integers, the first `0`
+    /// when admitted and `1` when limited.
+    Throttle,
+}
+
+/// What a reply (other than an error) says, read by a [`DenyCheck`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Admitted,
+    Denied,
+    /// Not a reply of the command (counted as an error: it invalidates the figure).
+    Unexpected,
 }
 
 impl DenyCheck {
-    fn denied(self, r: &Reply) -> bool {
+    pub fn outcome(self, r: &Reply) -> Outcome {
         match self {
-            DenyCheck::None => false,
-            DenyCheck::Shield => match r.kind {
-                b':' => r.int == Some(-1),
-                b'*' => r.int == Some(0),
-                _ => false,
+            DenyCheck::None => Outcome::Admitted,
+            DenyCheck::Shield => match (r.kind, r.int) {
+                (b':', Some(-1)) | (b'*', Some(0)) => Outcome::Denied,
+                (b':', Some(n)) if n >= 0 => Outcome::Admitted,
+                (b'*', _) => Outcome::Admitted,
+                _ => Outcome::Unexpected,
             },
-            DenyCheck::Cell => r.kind == b'*' && r.int == Some(1),
+            DenyCheck::Throttle => match (r.kind, r.len, r.int) {
+                (b'*', Some(5), Some(0)) => Outcome::Admitted,
+                (b'*', Some(5), Some(1)) => Outcome::Denied,
+                _ => Outcome::Unexpected,
+            },
         }
     }
 }
@@ -319,6 +370,7 @@ pub struct RunResult {
     pub hist: Histogram,
     /// Replies seen during the whole run (warm-up included).
     pub replies: u64,
+    /// Error replies, and replies the [`DenyCheck`] does not recognize.
     pub errors: u64,
     pub denied: u64,
     pub first_error: Option<String>,
@@ -589,8 +641,18 @@ pub fn run(spec: RunSpec) -> Result<RunResult, String> {
                         res.first_error =
                             Some(String::from_utf8_lossy(&conn.rbuf[start + 1..end - 2]).into());
                     }
-                } else if deny.denied(&r) {
-                    res.denied += 1;
+                } else {
+                    match deny.outcome(&r) {
+                        Outcome::Admitted => {}
+                        Outcome::Denied => res.denied += 1,
+                        Outcome::Unexpected => {
+                            res.errors += 1;
+                            if res.first_error.is_none() {
+                                res.first_error =
+                                    Some(unexpected_reply_text(&conn.rbuf[start..end]));
+                            }
+                        }
+                    }
                 }
                 if conn.pending == 0 {
                     return Err("reply without a request".into());
@@ -646,6 +708,18 @@ pub fn run(spec: RunSpec) -> Result<RunResult, String> {
         };
     }
     Ok(res)
+}
+
+/// How an unexpected reply is reported: its first 60 bytes, CRLF shown as `|`.
+pub fn unexpected_reply_text(raw: &[u8]) -> String {
+    let shown: String = String::from_utf8_lossy(&raw[..raw.len().min(60)])
+        .replace("\r\n", "|")
+        .chars()
+        .collect();
+    format!(
+        "unexpected reply {shown}{}",
+        if raw.len() > 60 { "..." } else { "" }
+    )
 }
 
 /// The text of the first `-ERR ...` line in a buffer of replies.
@@ -725,6 +799,30 @@ pub fn bulk(
 
 // ---------------------------------------------------------------- self-checks
 
+fn reply(kind: u8, int: Option<i64>, len: Option<i64>) -> Reply {
+    Reply { kind, int, len }
+}
+
+/// Reads every reply of `buf` with `check`: the outcome of each (`E` for an
+/// error reply, then `A`dmitted, `D`enied, `U`nexpected).
+fn outcomes(check: DenyCheck, buf: &[u8]) -> String {
+    let mut pos = 0;
+    let mut out = String::new();
+    while let Ok(Some((end, r))) = parse_reply(buf, pos) {
+        out.push(if r.kind == b'-' {
+            'E'
+        } else {
+            match check.outcome(&r) {
+                Outcome::Admitted => 'A',
+                Outcome::Denied => 'D',
+                Outcome::Unexpected => 'U',
+            }
+        });
+        pos = end;
+    }
+    out
+}
+
 pub fn self_check() -> Vec<(&'static str, Result<(), String>)> {
     let mut out = Vec::new();
     let check = |ok: bool, what: &str| if ok { Ok(()) } else { Err(what.to_string()) };
@@ -747,34 +845,13 @@ pub fn self_check() -> Vec<(&'static str, Result<(), String>)> {
         pos = end;
     }
     let want = vec![
-        Reply {
-            kind: b':',
-            int: Some(-1),
-        },
-        Reply {
-            kind: b'+',
-            int: None,
-        },
-        Reply {
-            kind: b'$',
-            int: None,
-        },
-        Reply {
-            kind: b'$',
-            int: None,
-        },
-        Reply {
-            kind: b'*',
-            int: Some(0),
-        },
-        Reply {
-            kind: b'-',
-            int: None,
-        },
-        Reply {
-            kind: b'*',
-            int: None,
-        },
+        reply(b':', Some(-1), None),
+        reply(b'+', None, None),
+        reply(b'$', None, None),
+        reply(b'$', None, None),
+        reply(b'*', Some(0), Some(2)),
+        reply(b'-', None, None),
+        reply(b'*', None, Some(1)),
     ];
     out.push((
         "resp: parse_reply on complete replies",
@@ -813,6 +890,45 @@ pub fn self_check() -> Vec<(&'static str, Result<(), String>)> {
             &format!("p50 {p50} p99 {p99}"),
         ),
     ));
+
+    // The replies of CL.THROTTLE / GCRA, SHIELD.absorb and SHIELD.absorball,
+    // and what each check makes of them.
+    let allowed = b"*5\r\n:0\r\n:16\r\n:15\r\n:-1\r\n:2\r\n";
+    let limited = b"*5\r\n:1\r\n:1\r\n:0\r\n:1000000000\r\n:1000000000\r\n";
+    let short = b"*4\r\n:0\r\n:16\r\n:15\r\n:-1\r\n";
+    let flag2 = b"*5\r\n:2\r\n:16\r\n:15\r\n:-1\r\n:2\r\n";
+    let absorball = b"*4\r\n:0\r\n:1\r\n*1\r\n:-1\r\n*1\r\n$1\r\nk\r\n";
+    let shield = b":41\r\n:0\r\n:-1\r\n:-2\r\n+OK\r\n-ERR x\r\n";
+    let mut all = Vec::new();
+    for part in [
+        &allowed[..],
+        limited,
+        short,
+        flag2,
+        absorball,
+        shield,
+        b"$-1\r\n",
+    ] {
+        all.extend_from_slice(part);
+    }
+    let got = [
+        outcomes(DenyCheck::Throttle, &all),
+        outcomes(DenyCheck::Shield, &all),
+        outcomes(DenyCheck::None, &all),
+    ];
+    let want = ["ADUUUUUUUUEU", "DADADAADUUEU", "AAAAAAAAAAEA"];
+    out.push((
+        "replies: admitted / denied / unexpected by CL.THROTTLE-GCRA, SHIELD and no check",
+        check(got == want, &format!("got {got:?}, want {want:?}")),
+    ));
+    out.push((
+        "replies: an unexpected reply is shown with its text",
+        check(
+            unexpected_reply_text(b":5\r\n") == "unexpected reply :5|",
+            &unexpected_reply_text(b":5\r\n"),
+        ),
+    ));
+
     let mut d = [0u8; 6];
     write_digits(&mut d, 4217);
     out.push(("write_digits", check(&d == b"004217", "bad")));

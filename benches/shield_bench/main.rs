@@ -1,7 +1,9 @@
 //! Side-by-side benchmark of `SHIELD.absorb` against what users would
-//! otherwise run (see BENCHMARKS.md). Starts its own servers with the freshly
-//! built module, pins server and load generator to separate cores, and
-//! writes `bench-results/latest.md` and `bench-results/ratios.png`.
+//! otherwise run, and of the compatibility commands (`CL.THROTTLE`, `GCRA`)
+//! against the implementations they follow (see BENCHMARKS.md). Starts its
+//! own servers with the freshly built module, pins server and load generator
+//! to separate cores, and writes `bench-results/latest.md` and
+//! `bench-results/ratios.png`.
 //!
 //! ```sh
 //! cargo bench --bench shield_bench                 # full run
@@ -9,14 +11,17 @@
 //! ```
 //!
 //! Run without `--bench` (as a plain `cargo test` does: `test = true` in
-//! Cargo.toml) it only runs its self-checks (RESP parser, histogram, key
-//! slots, PNG encoder, the BENCHMARKS.md section), no servers; a failing one
-//! exits with status 1.
+//! Cargo.toml) it only runs its self-checks (RESP parser, reply checks,
+//! histogram, key slots, PNG encoder, the BENCHMARKS.md section, the
+//! compatibility workloads and reply probes), no servers; a failing one exits
+//! with status 1.
 //!
 //! Servers and the cluster come from the test kit (`shield-testkit`). One
 //! module per concern: `config` (environment, `Config`), `workloads` (the
 //! single-node workload table), `single` (single node and the redis-benchmark
-//! cross-check), `memory`, `cluster`, `results` (figures), `report` (markdown,
+//! cross-check), `compat` (the reference servers of `CL.THROTTLE` and `GCRA`,
+//! their reply checks and ratios), `memory`, `cluster`, `results` (figures),
+//! `report` (markdown,
 //! targets, the BENCHMARKS.md section, the chart), `system` (pinning, the
 //! machine), and `loadgen` (the load generator) and `chart` (the PNG).
 
@@ -31,6 +36,7 @@
 
 mod chart;
 mod cluster;
+mod compat;
 mod config;
 mod loadgen;
 mod memory;
@@ -40,7 +46,6 @@ mod single;
 mod system;
 mod workloads;
 
-use std::collections::HashMap;
 use std::time::Instant;
 
 use shield_testkit::{module_path, server_binary, server_version_info, Server, ServerOptions};
@@ -54,6 +59,7 @@ fn self_checks() -> bool {
     all.extend(cluster::self_check());
     all.extend(chart::self_check());
     all.extend(report::self_check());
+    all.extend(compat::self_check());
     let mut failed = 0;
     for (name, r) in &all {
         match r {
@@ -95,20 +101,7 @@ fn bench(args: &[String]) -> Result<(), String> {
         (Some(s), Some(c)) => println!("  pinning: servers on CPU {s}, load generator on CPU {c}"),
         _ => println!("  pinning: none (fewer than 2 CPUs)"),
     }
-    let mut res = Results {
-        server_desc: String::new(),
-        server_version: (String::new(), String::new()),
-        single: HashMap::new(),
-        unavailable: Vec::new(),
-        cross: HashMap::new(),
-        cross_note: None,
-        memory: Vec::new(),
-        memory_note: None,
-        cluster: HashMap::new(),
-        cluster_note: None,
-        cluster_path: None,
-        discarded: 0,
-    };
+    let mut res = Results::new();
     {
         // Version from a running server (Valkey also reports a redis_version).
         let probe = Server::start(ServerOptions::default());
@@ -127,7 +120,7 @@ fn bench(args: &[String]) -> Result<(), String> {
     }
     println!("  server:  {}", res.server_desc);
 
-    if cfg.section("single") || cfg.section("memory") {
+    if cfg.section("single") || cfg.section("compat") || cfg.section("memory") {
         single::run_single(&cfg, &mut res)?;
     }
     if !cfg.section("memory") {

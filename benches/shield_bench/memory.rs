@@ -2,13 +2,14 @@
 
 use std::time::Duration;
 
-use shield_testkit::{info_field, Server};
+use shield_testkit::info_field;
 
 use crate::config::Config;
 use crate::loadgen::{self, push_cmd};
 use crate::report::fmt_int;
 use crate::results::{MemFigure, Results};
-use crate::workloads::{addr_of, flushall, write_digits, Family, Spec, KEY, SHA};
+use crate::single::Servers;
+use crate::workloads::{addr_of, flushall, write_digits, Srv, KEY, SHA};
 
 pub fn used_memory(c: &mut redis::Connection) -> Result<i64, String> {
     let info: String = redis::cmd("INFO")
@@ -34,57 +35,68 @@ pub fn settled_memory(c: &mut redis::Connection) -> Result<i64, String> {
     Ok(last)
 }
 
+/// One kind of key whose memory is measured: one bucket (or window) is the
+/// commands of `cmds` on one key; `$VAL` is a 16-digit integer.
+pub struct MemKind {
+    pub id: &'static str,
+    pub label: &'static str,
+    pub server: Srv,
+    pub cmds: &'static [&'static [&'static str]],
+    /// Measured only with the `compat` section.
+    pub compat: bool,
+}
+
+#[rustfmt::skip]
+pub const MEM_KINDS: &[MemKind] = &[
+    MemKind { id: "shield", label: "SHIELD.absorb k 1 3600 (idle bucket)", server: Srv::Main, cmds: &[&["SHIELD.absorb", KEY, "1", "3600"]], compat: false },
+    MemKind { id: "set", label: "SET k <16-digit int> PX 3600000", server: Srv::Main, cmds: &[&["SET", KEY, "$VAL", "PX", "3600000"]], compat: false },
+    MemKind { id: "lua", label: "Lua token bucket (EVALSHA)", server: Srv::Main, cmds: &[&["EVALSHA", SHA, "1", KEY, "1", "3600"]], compat: false },
+    MemKind { id: "window", label: "fixed window INCRBY k 1 + PEXPIRE k 3600000", server: Srv::Main, cmds: &[&["INCRBY", KEY, "1"], &["PEXPIRE", KEY, "3600000"]], compat: false },
+    MemKind { id: "cl", label: "CL.THROTTLE k 0 1 3600 (ours)", server: Srv::Main, cmds: &[&["CL.THROTTLE", KEY, "0", "1", "3600"]], compat: true },
+    MemKind { id: "gcra", label: "GCRA k 0 1 3600 (ours)", server: Srv::Main, cmds: &[&["GCRA", KEY, "0", "1", "3600"]], compat: true },
+    MemKind { id: "cell", label: "CL.THROTTLE k 0 1 3600 (redis-cell)", server: Srv::Cell, cmds: &[&["CL.THROTTLE", KEY, "0", "1", "3600"]], compat: true },
+    MemKind { id: "ng_gcra", label: "GCRA k 0 1 3600 (native)", server: Srv::NativeGcra, cmds: &[&["GCRA", KEY, "0", "1", "3600"]], compat: true },
+    MemKind { id: "ng_shield", label: "SHIELD.absorb k 1 3600 (idle bucket)", server: Srv::NativeGcra, cmds: &[&["SHIELD.absorb", KEY, "1", "3600"]], compat: true },
+    MemKind { id: "ng_set", label: "SET k <16-digit int> PX 3600000", server: Srv::NativeGcra, cmds: &[&["SET", KEY, "$VAL", "PX", "3600000"]], compat: true },
+];
+
 pub fn run_memory(
     cfg: &Config,
-    server: &Server,
-    ctl: &mut redis::Connection,
+    servers: &Servers,
     sha: &str,
-    specs: &[&'static Spec],
     res: &mut Results,
 ) -> Result<(), String> {
     let n = cfg.memory_buckets;
+    let kinds: Vec<&MemKind> = MEM_KINDS
+        .iter()
+        .filter(|k| (!k.compat || cfg.section("compat")) && servers.get(k.server).is_some())
+        .collect();
     println!(
         "\n== memory: used_memory growth over {} keys, {} run(s)",
         fmt_int(n as f64),
         cfg.reps
     );
-    let addr = addr_of(server);
-    let have_cell = specs.iter().any(|s| s.family == Family::Cell);
-    // (label, commands of one bucket, replies per bucket); $VAL = a 16-digit integer.
-    let mut kinds: Vec<(&str, Vec<Vec<&str>>)> = vec![
-        (
-            "SHIELD.absorb k 1 3600 (idle bucket)",
-            vec![vec!["SHIELD.absorb", KEY, "1", "3600"]],
-        ),
-        (
-            "SET k <16-digit int> PX 3600000",
-            vec![vec!["SET", KEY, "$VAL", "PX", "3600000"]],
-        ),
-        (
-            "Lua token bucket (EVALSHA)",
-            vec![vec!["EVALSHA", SHA, "1", KEY, "1", "3600"]],
-        ),
-        (
-            "fixed window INCRBY k 1 + PEXPIRE k 3600000",
-            vec![vec!["INCRBY", KEY, "1"], vec!["PEXPIRE", KEY, "3600000"]],
-        ),
-    ];
-    if have_cell {
-        kinds.push((
-            "CL.THROTTLE (redis-cell)",
-            vec![vec!["CL.THROTTLE", KEY, "0", "1", "3600"]],
-        ));
-    }
-    for (label, _) in &kinds {
+    for k in &kinds {
         res.memory.push(MemFigure {
-            label: label.to_string(),
+            id: k.id,
+            label: k.label.to_string(),
+            server: k.server,
             per_key: vec![],
             usage: None,
             invalid: vec![],
         });
     }
+    let mut conns = Vec::new();
+    for srv in Srv::ALL {
+        conns.push(servers.get(srv).map(|s| s.conn()));
+    }
     for rep in 0..cfg.reps {
-        for (ki, (label, cmds)) in kinds.iter().enumerate() {
+        for (ki, kind) in kinds.iter().enumerate() {
+            let server = servers.get(kind.server).expect("filtered above");
+            let ctl = conns[Srv::ALL.iter().position(|s| *s == kind.server).unwrap()]
+                .as_mut()
+                .expect("a connection to each running server");
+            let addr = addr_of(server);
             flushall(addr)?;
             let before = settled_memory(ctl)?;
             let (errors, first) = loadgen::bulk(addr, n, 1000, |i, out| {
@@ -92,7 +104,7 @@ pub fn run_memory(
                 write_digits(&mut key[2..], i);
                 let mut val = *b"1000000000000000";
                 write_digits(&mut val[1..], i);
-                for cmd in cmds {
+                for cmd in kind.cmds {
                     let args: Vec<&[u8]> = cmd
                         .iter()
                         .map(|a| match *a {
@@ -104,7 +116,7 @@ pub fn run_memory(
                         .collect();
                     push_cmd(out, &args);
                 }
-                cmds.len()
+                kind.cmds.len()
             })?;
             let after = settled_memory(ctl)?;
             let dbsize: u64 = redis::cmd("DBSIZE").query(ctl).map_err(|e| e.to_string())?;
@@ -124,10 +136,11 @@ pub fn run_memory(
             fig.usage = usage;
             fig.per_key.push(per_key);
             println!(
-                "  [{}/{}] {:<45} {:>7.1} bytes/key (used_memory {} -> {}), MEMORY USAGE {}",
+                "  [{}/{}] {:<12} {:<45} {:>7.1} bytes/key (used_memory {} -> {}), MEMORY USAGE {}",
                 rep + 1,
                 cfg.reps,
-                label,
+                kind.server.name(),
+                kind.label,
                 per_key,
                 before,
                 after,
@@ -135,6 +148,10 @@ pub fn run_memory(
             );
         }
     }
-    flushall(addr)?;
+    for srv in Srv::ALL {
+        if let Some(s) = servers.get(srv) {
+            flushall(addr_of(s))?;
+        }
+    }
     Ok(())
 }

@@ -7,10 +7,12 @@ use std::time::Duration;
 
 use crate::chart::{self, Bar};
 use crate::cluster::{Scenario, Strategy};
+use crate::compat;
 use crate::config::Config;
+use crate::results::MemFigure;
 use crate::results::{median, Figure, Results};
 use crate::system::{machine, sh};
-use crate::workloads::{spec, Expect, CROSS_CHECK, SPECS};
+use crate::workloads::{spec, Expect, Spec, Srv, CROSS_CHECK, SPECS};
 
 pub fn fmt_int(v: f64) -> String {
     if !v.is_finite() {
@@ -43,6 +45,39 @@ pub fn fmt_ratio(v: f64) -> String {
     } else {
         "-".into()
     }
+}
+
+/// The cells of a single-node table row after the workload's label: req/s,
+/// spread, `× INCR` (relative to `incr`, the same server's `INCR hot`),
+/// p50, p99, p99.9, CPU, and the reply check.
+pub fn figure_cells(s: &Spec, f: &Figure, incr: f64) -> String {
+    let (lo, hi) = f.rps_range();
+    let check = if f.invalid.is_empty() {
+        match s.expect {
+            Expect::Admitted => "all admitted".to_string(),
+            Expect::Denied => "all denied".to_string(),
+            Expect::Ok => "no errors".to_string(),
+        }
+    } else {
+        format!("INVALID: {}", f.invalid[0])
+    };
+    let check = if f.disturbed > 0 {
+        format!("{check}; {} run(s) disturbed by other load", f.disturbed)
+    } else {
+        check
+    };
+    let (scpu, ccpu, ocpu) = f.cpu();
+    format!(
+        "{} | {}–{} | {} | {} | {} | {} | {scpu:.0} / {ccpu:.0} / {ocpu:.0} % | {}",
+        fmt_int(f.rps()),
+        fmt_int(lo),
+        fmt_int(hi),
+        fmt_ratio(f.rps() / incr),
+        fmt_us(f.q(0.5)),
+        fmt_us(f.q(0.99)),
+        fmt_us(f.q(0.999)),
+        check
+    )
 }
 
 pub struct Target {
@@ -115,8 +150,7 @@ pub fn targets(cfg: &Config, res: &Results) -> Vec<Target> {
             }
         }
     }
-    let mem = |prefix: &str| res.memory.iter().find(|m| m.label.starts_with(prefix));
-    if let (Some(a), Some(b)) = (mem("SHIELD"), mem("SET")) {
+    if let (Some(a), Some(b)) = (res.mem("shield"), res.mem("set")) {
         let (ma, mb) = (median(a.per_key.clone()), median(b.per_key.clone()));
         t.push(Target {
             what: "memory per idle bucket".into(),
@@ -246,39 +280,11 @@ pub fn markdown(cfg: &Config, res: &Results, elapsed: Duration, date: &str) -> S
             };
             let _ = writeln!(w, "### {title}\n");
             let _ = writeln!(w, "| workload | req/s | spread | × INCR | p50 µs | p99 µs | p99.9 µs | CPU % server / loadgen / other | replies |\n|---|---:|---:|---:|---:|---:|---:|---:|---|");
-            for s in SPECS {
+            for s in SPECS.iter().filter(|s| !s.compat_only()) {
                 let Some(f) = res.single.get(&(s.id, depth)) else {
                     continue;
                 };
-                let (lo, hi) = f.rps_range();
-                let check = if f.invalid.is_empty() {
-                    match s.expect {
-                        Expect::Admitted => "all admitted".to_string(),
-                        Expect::Denied => "all denied".to_string(),
-                        Expect::Ok => "no errors".to_string(),
-                    }
-                } else {
-                    format!("INVALID: {}", f.invalid[0])
-                };
-                let check = if f.disturbed > 0 {
-                    format!("{check}; {} run(s) disturbed by other load", f.disturbed)
-                } else {
-                    check
-                };
-                let (scpu, ccpu, ocpu) = f.cpu();
-                let _ = writeln!(
-                    w,
-                    "| {} | {} | {}–{} | {} | {} | {} | {} | {scpu:.0} / {ccpu:.0} / {ocpu:.0} % | {} |",
-                    s.label,
-                    fmt_int(f.rps()),
-                    fmt_int(lo),
-                    fmt_int(hi),
-                    fmt_ratio(f.rps() / incr),
-                    fmt_us(f.q(0.5)),
-                    fmt_us(f.q(0.99)),
-                    fmt_us(f.q(0.999)),
-                    check
-                );
+                let _ = writeln!(w, "| {} | {} |", s.label, figure_cells(s, f, incr));
             }
             let _ = writeln!(w);
         }
@@ -290,12 +296,7 @@ pub fn markdown(cfg: &Config, res: &Results, elapsed: Duration, date: &str) -> S
         if !skipped.is_empty() {
             let _ = writeln!(
                 w,
-                "Not run (command not available on this server{}): {}.\n",
-                if cfg.cell_module.is_none() {
-                    "; set `SHIELD_BENCH_REDIS_CELL=/path/to/libredis_cell.so` for redis-cell"
-                } else {
-                    ""
-                },
+                "Not run (command not available on its server): {}.\n",
                 skipped.join(", ")
             );
         }
@@ -369,7 +370,12 @@ pub fn markdown(cfg: &Config, res: &Results, elapsed: Duration, date: &str) -> S
         }
     }
 
-    if !res.memory.is_empty() {
+    let main_mem: Vec<&MemFigure> = res
+        .memory
+        .iter()
+        .filter(|m| m.server == Srv::Main && !["cl", "gcra"].contains(&m.id))
+        .collect();
+    if !main_mem.is_empty() {
         let _ = writeln!(
             w,
             "## Memory per bucket\n\n`used_memory` growth over {} keys (`k:0000000`…), after `FLUSHALL`, once the \
@@ -378,15 +384,13 @@ pub fn markdown(cfg: &Config, res: &Results, elapsed: Duration, date: &str) -> S
             fmt_int(cfg.memory_buckets as f64)
         );
         let set = res
-            .memory
-            .iter()
-            .find(|m| m.label.starts_with("SET"))
+            .mem("set")
             .map_or(f64::NAN, |m| median(m.per_key.clone()));
         let _ = writeln!(
             w,
             "| what | bytes per key | × SET PX | MEMORY USAGE |\n|---|---:|---:|---:|"
         );
-        for mf in &res.memory {
+        for mf in main_mem {
             let b = median(mf.per_key.clone());
             let _ = writeln!(
                 w,
@@ -406,6 +410,8 @@ pub fn markdown(cfg: &Config, res: &Results, elapsed: Duration, date: &str) -> S
     } else if let Some(note) = &res.memory_note {
         let _ = writeln!(w, "## Memory per bucket\n\n{note}\n");
     }
+
+    compat::markdown(cfg, res, w);
 
     let _ = writeln!(
         w,
@@ -495,7 +501,7 @@ pub fn markdown(cfg: &Config, res: &Results, elapsed: Duration, date: &str) -> S
                 if d > h { "more than" } else { "no more than" }
             );
         }
-        if let Some(m) = res.memory.iter().find(|m| m.label.starts_with("SHIELD")) {
+        if let Some(m) = res.mem("shield") {
             let b = median(m.per_key.clone());
             let _ = writeln!(
                 w,
@@ -525,7 +531,7 @@ pub fn chart(cfg: &Config, res: &Results) -> Vec<u8> {
     let depths: Vec<usize> = cfg.pipelines.clone();
     if !res.single.is_empty() {
         let mut rows = Vec::new();
-        for s in SPECS {
+        for s in SPECS.iter().filter(|s| !s.compat_only()) {
             let mut bars = Vec::new();
             for (i, &d) in depths.iter().enumerate() {
                 let incr = res.single.get(&("incr", d)).map_or(f64::NAN, Figure::rps);
@@ -553,6 +559,7 @@ pub fn chart(cfg: &Config, res: &Results) -> Vec<u8> {
             rows,
         });
     }
+    panels.extend(compat::chart_panel(cfg, res));
     let t = targets(cfg, res);
     if !t.is_empty() {
         let rows = t

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use crate::cluster::{Scenario, Strategy};
 use crate::config::Config;
 use crate::loadgen::RunResult;
+use crate::workloads::Srv;
 
 pub fn median(mut v: Vec<f64>) -> f64 {
     v.retain(|x| x.is_finite());
@@ -65,7 +66,10 @@ impl Figure {
 }
 
 pub struct MemFigure {
+    /// The `memory::MEM_KINDS` id.
+    pub id: &'static str,
     pub label: String,
+    pub server: Srv,
     pub per_key: Vec<f64>,
     pub usage: Option<i64>,
     pub invalid: Vec<String>,
@@ -86,6 +90,45 @@ pub struct Results {
     pub cluster_path: Option<String>,
     /// Runs discarded because other load took CPU from the pinned cores.
     pub discarded: usize,
+    /// The servers of the single-node section: role, binary, what is loaded.
+    pub servers: Vec<ServerDesc>,
+    /// The compatibility commands' replies checked before timing them.
+    pub reply_checks: Vec<(String, Result<(), String>)>,
+}
+
+pub struct ServerDesc {
+    pub srv: Srv,
+    pub binary: std::path::PathBuf,
+    /// e.g. "Redis 7.0.15".
+    pub version: String,
+    /// Modules loaded, and which of the commands is whose.
+    pub loaded: String,
+}
+
+impl Results {
+    pub fn new() -> Results {
+        Results {
+            server_desc: String::new(),
+            server_version: (String::new(), String::new()),
+            single: HashMap::new(),
+            unavailable: Vec::new(),
+            cross: HashMap::new(),
+            cross_note: None,
+            memory: Vec::new(),
+            memory_note: None,
+            cluster: HashMap::new(),
+            cluster_note: None,
+            cluster_path: None,
+            discarded: 0,
+            servers: Vec::new(),
+            reply_checks: Vec::new(),
+        }
+    }
+
+    /// The memory figure of a `memory::MEM_KINDS` id.
+    pub fn mem(&self, id: &str) -> Option<&MemFigure> {
+        self.memory.iter().find(|m| m.id == id)
+    }
 }
 
 /// Runs `once` until other load on the pinned cores stays under the limit

@@ -1,11 +1,14 @@
-//! The single-node section: every workload of the table on one server, and
-//! the cross-check of the load generator with `redis-benchmark`.
+//! The single-node section: every workload of the table on its server (the
+//! main one; with the `compat` section also redis-cell's and the native
+//! GCRA's), runs interleaved; and the cross-check of the load generator with
+//! `redis-benchmark`.
 
 use std::process::Command;
 use std::time::Instant;
 
 use shield_testkit::{Server, ServerOptions};
 
+use crate::compat;
 use crate::config::Config;
 use crate::loadgen::{self, RunSpec};
 use crate::memory::run_memory;
@@ -13,20 +16,53 @@ use crate::report::fmt_int;
 use crate::results::{cpu_and_verdict, quiet_run, Results};
 use crate::system::pin_process;
 use crate::workloads::{
-    addr_of, check_run, command_exists, setup_spec, spec, SingleWorkload, Spec, CROSS_CHECK, KEY,
-    LUA_BUCKET, SPECS,
+    addr_of, check_run, command_exists, setup_spec, spec, SingleWorkload, Spec, Srv, CROSS_CHECK,
+    KEY, LUA_BUCKET, SPECS,
 };
 
+/// The servers of the single-node and memory sections, each pinned to the
+/// server core; only one of them is under load at a time.
+pub struct Servers {
+    pub main: Server,
+    /// Redis 7.0 with redis-cell (section `compat`).
+    pub cell: Option<Server>,
+    /// The build with the native `GCRA`, with this module (section `compat`).
+    pub native_gcra: Option<Server>,
+}
+
+impl Servers {
+    pub fn get(&self, srv: Srv) -> Option<&Server> {
+        match srv {
+            Srv::Main => Some(&self.main),
+            Srv::Cell => self.cell.as_ref(),
+            Srv::NativeGcra => self.native_gcra.as_ref(),
+        }
+    }
+}
+
 pub fn run_single(cfg: &Config, res: &mut Results) -> Result<(), String> {
-    let mut opts = ServerOptions::default();
-    if let Some(cell) = &cfg.cell_module {
-        opts = opts.arg("--loadmodule").arg(cell.display().to_string());
+    let compat_on = cfg.section("compat");
+    // The anchors first: a missing one fails the run before anything is measured.
+    let (cell, native_gcra) = if compat_on {
+        let (c, g) = compat::start_reference_servers()?;
+        (Some(c), Some(g))
+    } else {
+        (None, None)
+    };
+    let servers = Servers {
+        main: Server::start(ServerOptions::default()),
+        cell,
+        native_gcra,
+    };
+    for srv in Srv::ALL {
+        if let Some(pid) = servers.get(srv).and_then(Server::pid) {
+            pin_process(pid, cfg.server_cpu);
+        }
     }
-    let server = Server::start(opts);
-    if let Some(pid) = server.pid() {
-        pin_process(pid, cfg.server_cpu);
+    if compat_on {
+        compat::check_servers(&servers, res)?;
     }
-    let addr = addr_of(&server);
+    let server = &servers.main;
     let mut ctl = server.conn();
     let sha: String = redis::cmd("SCRIPT")
         .arg("LOAD")
@@ -35,24 +71,36 @@ pub fn run_single(cfg: &Config, res: &mut Results) -> Result<(), String> {
         .map_err(|e| format!("SCRIPT LOAD: {e}"))?;
     check_lua(&mut ctl, &sha)?;
 
+    let mut conns: Vec<(Srv, redis::Connection)> = Srv::ALL
+        .iter()
+        .filter_map(|&srv| servers.get(srv).map(|s| (srv, s.conn())))
+        .collect();
     let specs: Vec<&'static Spec> = SPECS
         .iter()
+        .filter(|s| s.wanted(cfg.section("single"), compat_on))
         .filter(|s| {
-            let ok = s.requires.is_none_or(|c| command_exists(&mut ctl, c));
+            let Some((_, c)) = conns.iter_mut().find(|(srv, _)| *srv == s.server) else {
+                return false;
+            };
+            let ok = s.requires.is_none_or(|cmd| command_exists(c, cmd));
             if !ok {
                 res.unavailable.push(s.id);
             }
             ok
         })
         .collect();
+    drop(conns);
     for id in &res.unavailable {
         println!(
             "  {id}: not run ({} not available)",
             spec(id).requires.unwrap_or("?")
         );
     }
+    if compat_on {
+        compat::check_replies(&servers, res)?;
+    }
 
-    if cfg.section("single") {
+    if cfg.section("single") || compat_on {
         println!(
             "\n== single node: {} connections, pipelines {:?}, {}",
             cfg.conns,
@@ -63,6 +111,8 @@ pub fn run_single(cfg: &Config, res: &mut Results) -> Result<(), String> {
         let mut done = 0;
         for rep in 0..cfg.reps {
             for s in &specs {
+                let on = servers.get(s.server).expect("filtered above");
+                let addr = addr_of(on);
                 for &depth in &cfg.pipelines {
                     done += 1;
                     let (r, disturbed) = quiet_run(cfg, &mut res.discarded, || {
@@ -75,13 +125,13 @@ pub fn run_single(cfg: &Config, res: &mut Results) -> Result<(), String> {
                             deny: s.deny,
                             workload: &mut w,
                             seed: 0x5EED + rep as u64,
-                            server_pids: server.pid().into_iter().collect(),
+                            server_pids: on.pid().into_iter().collect(),
                             cores: cfg.cores(),
                         })
                     })?;
                     let verdict = check_run(s.expect, &r);
                     println!(
-                        "  [{done}/{total}] {:<15} P{:<2} {:>11} req/s  p50 {:>8.1} us  p99 {:>8.1} us  p99.9 {:>8.1} us  {}",
+                        "  [{done}/{total}] {:<16} P{:<2} {:>11} req/s  p50 {:>8.1} us  p99 {:>8.1} us  p99.9 {:>8.1} us  {}",
                         s.id,
                         depth,
                         fmt_int(r.rps()),
@@ -95,10 +145,12 @@ pub fn run_single(cfg: &Config, res: &mut Results) -> Result<(), String> {
                 }
             }
         }
-        cross_check(cfg, &server, &sha, res)?;
+        if cfg.section("single") {
+            cross_check(cfg, server, &sha, res)?;
+        }
     }
     if cfg.section("memory") {
-        run_memory(cfg, &server, &mut ctl, &sha, &specs, res)?;
+        run_memory(cfg, &servers, &sha, res)?;
     }
     Ok(())
 }

@@ -83,13 +83,55 @@ pub enum Family {
     Shield,
     Lua,
     Window,
+    /// Our `CL.THROTTLE`.
+    Throttle,
+    /// redis-cell's `CL.THROTTLE`.
     Cell,
+    /// Our `GCRA`.
+    Gcra,
+    /// The server's own `GCRA`.
+    NativeGcra,
+}
+
+/// The server a workload runs on (see `single::Servers`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
+pub enum Srv {
+    /// `SHIELD_SERVER_BIN` with this module: every figure but those below.
+    Main,
+    /// Redis 7.0 with redis-cell 0.5.0 and without this module (the two
+    /// cannot share a server: both serve `CL.THROTTLE`).
+    Cell,
+    /// The Redis build with the native `GCRA`, with this module loaded (its
+    /// `GCRA` steps aside there; `SHIELD.absorb` runs beside the native one).
+    NativeGcra,
+}
+
+impl Srv {
+    pub const ALL: [Srv; 3] = [Srv::Main, Srv::Cell, Srv::NativeGcra];
+
+    /// The `INCR hot` figure of this server (the `× INCR` base of its workloads).
+    pub fn incr_id(self) -> &'static str {
+        match self {
+            Srv::Main => "incr",
+            Srv::Cell => "cell_incr",
+            Srv::NativeGcra => "ng_incr",
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Srv::Main => "main",
+            Srv::Cell => "redis-cell",
+            Srv::NativeGcra => "native GCRA",
+        }
+    }
 }
 
 pub struct Spec {
     pub id: &'static str,
     pub label: &'static str,
     pub family: Family,
+    pub server: Srv,
     /// Commands of one request; `$KEY` is the key, `$SHA` the Lua script's SHA1.
     pub cmds: &'static [&'static [&'static str]],
     pub keys: Keys,
@@ -99,6 +141,28 @@ pub struct Spec {
     /// Skipped (reported "not available") unless `COMMAND INFO` knows this command.
     pub requires: Option<&'static str>,
 }
+
+impl Spec {
+    /// Measured only by the `compat` section: `CL.THROTTLE`, `GCRA`, and
+    /// everything on the reference servers.
+    pub fn compat_only(&self) -> bool {
+        self.server != Srv::Main || matches!(self.family, Family::Throttle | Family::Gcra)
+    }
+
+    /// Whether a run of these sections measures this workload: the main
+    /// server's `INCR` and `SHIELD.absorb` figures are in both (the
+    /// compatibility ratios divide by them).
+    pub fn wanted(&self, single: bool, compat: bool) -> bool {
+        if self.compat_only() {
+            compat
+        } else {
+            single || (compat && COMPAT_BASE.contains(&self.id))
+        }
+    }
+}
+
+/// The main server's figures that the compatibility ratios use.
+pub const COMPAT_BASE: &[&str] = &["incr", "shield_hot", "shield_rand", "shield_denied"];
 
 pub const HOT: Keys = Keys::Fixed("hot");
 pub const DRAINED: Keys = Keys::Fixed("drained");
@@ -119,24 +183,61 @@ pub const SHIELD_RAND: &[&str] = &["SHIELD.absorb", KEY, "1000000", "60000000"];
 /// Drained bucket: capacity 1, period 10^9 s.
 pub const SHIELD_DENIED: &[&str] = &["SHIELD.absorb", KEY, "1", "1000000000"];
 
+// The compatibility commands. `GCRA k C-1 C P` is the bucket of
+// `SHIELD.absorb k C P` (C + 1 - 1 tokens of burst, C per P seconds), so the
+// GCRA workloads use exactly the SHIELD buckets above. `CL.THROTTLE`'s hot
+// bucket is 10^9 tokens at the same 10 ms per token: redis-cell 0.5.0 answers
+// a burst of 10^12 at 10 ms per token with `1 ... -1` (limited, never).
+
+/// `CL.THROTTLE` hot: 10^9 tokens, 10^9 per 10^7 s (a token is 10 ms of refill).
+pub const CL_HOT: &[&str] = &["CL.THROTTLE", KEY, "999999999", "1000000000", "10000000"];
+/// `CL.THROTTLE` random keys: the bucket of `SHIELD_RAND` (a token is 60 s).
+pub const CL_RAND: &[&str] = &["CL.THROTTLE", KEY, "999999", "1000000", "60000000"];
+/// `CL.THROTTLE` drained: the bucket of `SHIELD_DENIED` (capacity 1, 10^9 s).
+pub const CL_DENIED: &[&str] = &["CL.THROTTLE", KEY, "0", "1", "1000000000"];
+/// `GCRA` hot: the bucket of `SHIELD_HOT`.
+pub const GCRA_HOT: &[&str] = &["GCRA", KEY, "999999999999", "1000000000000", "10000000000"];
+/// `GCRA` random keys: the bucket of `SHIELD_RAND`.
+pub const GCRA_RAND: &[&str] = &["GCRA", KEY, "999999", "1000000", "60000000"];
+/// `GCRA` drained: the bucket of `SHIELD_DENIED`.
+pub const GCRA_DENIED: &[&str] = &["GCRA", KEY, "0", "1", "1000000000"];
+
+use Family as F;
+use Srv::{Cell as CELL, Main as MAIN, NativeGcra as NG};
+
 #[rustfmt::skip]
 pub const SPECS: &[Spec] = &[
-    Spec { id: "incr", label: "INCR hot (floor)", family: Family::Native, cmds: &[&["INCR", KEY]], keys: HOT, setup: Setup::None, expect: Expect::Ok, deny: DenyCheck::None, requires: None },
-    Spec { id: "get", label: "GET of a string key", family: Family::Native, cmds: &[&["GET", KEY]], keys: Keys::Fixed("str"), setup: Setup::Cmd(&["SET", KEY, VAL16]), expect: Expect::Ok, deny: DenyCheck::None, requires: None },
-    Spec { id: "set_hot", label: "SET hot <16-digit int> PX 60000", family: Family::Native, cmds: &[&["SET", KEY, VAL16, "PX", "60000"]], keys: HOT, setup: Setup::None, expect: Expect::Ok, deny: DenyCheck::None, requires: None },
-    Spec { id: "set_rand", label: "SET k:<rand> <16-digit int> PX 60000", family: Family::Native, cmds: &[&["SET", KEY, VAL16, "PX", "60000"]], keys: Keys::Random, setup: Setup::EachKey, expect: Expect::Ok, deny: DenyCheck::None, requires: None },
-    Spec { id: "shield_hot", label: "SHIELD.absorb, one hot key (admitted)", family: Family::Shield, cmds: &[SHIELD_HOT], keys: HOT, setup: Setup::None, expect: Expect::Admitted, deny: DenyCheck::Shield, requires: Some("shield.absorb") },
-    Spec { id: "shield_rand", label: "SHIELD.absorb, 100k random keys (admitted)", family: Family::Shield, cmds: &[SHIELD_RAND], keys: Keys::Random, setup: Setup::EachKey, expect: Expect::Admitted, deny: DenyCheck::Shield, requires: Some("shield.absorb") },
-    Spec { id: "shield_denied", label: "SHIELD.absorb, drained bucket (denied)", family: Family::Shield, cmds: &[SHIELD_DENIED], keys: DRAINED, setup: Setup::Once, expect: Expect::Denied, deny: DenyCheck::Shield, requires: Some("shield.absorb") },
-    Spec { id: "shield_inspect", label: "SHIELD.inspect, one hot key", family: Family::Shield, cmds: &[&["SHIELD.inspect", KEY, "1000000000000", "10000000000"]], keys: HOT, setup: Setup::Cmd(SHIELD_HOT_LIVE), expect: Expect::Ok, deny: DenyCheck::None, requires: Some("shield.inspect") },
-    Spec { id: "lua_hot", label: "Lua token bucket (EVALSHA), hot key", family: Family::Lua, cmds: &[&["EVALSHA", SHA, "1", KEY, "1000000000000", "10000000000"]], keys: HOT, setup: Setup::None, expect: Expect::Admitted, deny: DenyCheck::Shield, requires: None },
-    Spec { id: "lua_rand", label: "Lua token bucket (EVALSHA), 100k random keys", family: Family::Lua, cmds: &[&["EVALSHA", SHA, "1", KEY, "1000000", "60000000"]], keys: Keys::Random, setup: Setup::EachKey, expect: Expect::Admitted, deny: DenyCheck::Shield, requires: None },
-    Spec { id: "lua_denied", label: "Lua token bucket (EVALSHA), drained (denied)", family: Family::Lua, cmds: &[&["EVALSHA", SHA, "1", KEY, "1", "1000000000"]], keys: DRAINED, setup: Setup::Once, expect: Expect::Denied, deny: DenyCheck::Shield, requires: None },
-    Spec { id: "window_hot", label: "fixed window INCRBY+PEXPIRE, hot key", family: Family::Window, cmds: &[&["INCRBY", KEY, "1"], &["PEXPIRE", KEY, "60000"]], keys: HOT, setup: Setup::None, expect: Expect::Ok, deny: DenyCheck::None, requires: None },
-    Spec { id: "window_rand", label: "fixed window INCRBY+PEXPIRE, 100k random keys", family: Family::Window, cmds: &[&["INCRBY", KEY, "1"], &["PEXPIRE", KEY, "60000"]], keys: Keys::Random, setup: Setup::EachKey, expect: Expect::Ok, deny: DenyCheck::None, requires: None },
-    Spec { id: "cell_hot", label: "CL.THROTTLE (redis-cell), hot key", family: Family::Cell, cmds: &[&["CL.THROTTLE", KEY, "1000000000", "1000000000", "1"]], keys: HOT, setup: Setup::None, expect: Expect::Admitted, deny: DenyCheck::Cell, requires: Some("cl.throttle") },
-    Spec { id: "cell_rand", label: "CL.THROTTLE (redis-cell), 100k random keys", family: Family::Cell, cmds: &[&["CL.THROTTLE", KEY, "1000000", "1", "60"]], keys: Keys::Random, setup: Setup::EachKey, expect: Expect::Admitted, deny: DenyCheck::Cell, requires: Some("cl.throttle") },
-    Spec { id: "cell_denied", label: "CL.THROTTLE (redis-cell), drained (denied)", family: Family::Cell, cmds: &[&["CL.THROTTLE", KEY, "0", "1", "1000000000"]], keys: DRAINED, setup: Setup::Once, expect: Expect::Denied, deny: DenyCheck::Cell, requires: Some("cl.throttle") },
+    Spec { id: "incr", label: "INCR hot (floor)", family: F::Native, server: MAIN, cmds: &[&["INCR", KEY]], keys: HOT, setup: Setup::None, expect: Expect::Ok, deny: DenyCheck::None, requires: None },
+    Spec { id: "get", label: "GET of a string key", family: F::Native, server: MAIN, cmds: &[&["GET", KEY]], keys: Keys::Fixed("str"), setup: Setup::Cmd(&["SET", KEY, VAL16]), expect: Expect::Ok, deny: DenyCheck::None, requires: None },
+    Spec { id: "set_hot", label: "SET hot <16-digit int> PX 60000", family: F::Native, server: MAIN, cmds: &[&["SET", KEY, VAL16, "PX", "60000"]], keys: HOT, setup: Setup::None, expect: Expect::Ok, deny: DenyCheck::None, requires: None },
+    Spec { id: "set_rand", label: "SET k:<rand> <16-digit int> PX 60000", family: F::Native, server: MAIN, cmds: &[&["SET", KEY, VAL16, "PX", "60000"]], keys: Keys::Random, setup: Setup::EachKey, expect: Expect::Ok, deny: DenyCheck::None, requires: None },
+    Spec { id: "shield_hot", label: "SHIELD.absorb, one hot key (admitted)", family: F::Shield, server: MAIN, cmds: &[SHIELD_HOT], keys: HOT, setup: Setup::None, expect: Expect::Admitted, deny: DenyCheck::Shield, requires: Some("shield.absorb") },
+    Spec { id: "shield_rand", label: "SHIELD.absorb, 100k random keys (admitted)", family: F::Shield, server: MAIN, cmds: &[SHIELD_RAND], keys: Keys::Random, setup: Setup::EachKey, expect: Expect::Admitted, deny: DenyCheck::Shield, requires: Some("shield.absorb") },
+    Spec { id: "shield_denied", label: "SHIELD.absorb, drained bucket (denied)", family: F::Shield, server: MAIN, cmds: &[SHIELD_DENIED], keys: DRAINED, setup: Setup::Once, expect: Expect::Denied, deny: DenyCheck::Shield, requires: Some("shield.absorb") },
+    Spec { id: "shield_inspect", label: "SHIELD.inspect, one hot key", family: F::Shield, server: MAIN, cmds: &[&["SHIELD.inspect", KEY, "1000000000000", "10000000000"]], keys: HOT, setup: Setup::Cmd(SHIELD_HOT_LIVE), expect: Expect::Ok, deny: DenyCheck::None, requires: Some("shield.inspect") },
+    Spec { id: "lua_hot", label: "Lua token bucket (EVALSHA), hot key", family: F::Lua, server: MAIN, cmds: &[&["EVALSHA", SHA, "1", KEY, "1000000000000", "10000000000"]], keys: HOT, setup: Setup::None, expect: Expect::Admitted, deny: DenyCheck::Shield, requires: None },
+    Spec { id: "lua_rand", label: "Lua token bucket (EVALSHA), 100k random keys", family: F::Lua, server: MAIN, cmds: &[&["EVALSHA", SHA, "1", KEY, "1000000", "60000000"]], keys: Keys::Random, setup: Setup::EachKey, expect: Expect::Admitted, deny: DenyCheck::Shield, requires: None },
+    Spec { id: "lua_denied", label: "Lua token bucket (EVALSHA), drained (denied)", family: F::Lua, server: MAIN, cmds: &[&["EVALSHA", SHA, "1", KEY, "1", "1000000000"]], keys: DRAINED, setup: Setup::Once, expect: Expect::Denied, deny: DenyCheck::Shield, requires: None },
+    Spec { id: "window_hot", label: "fixed window INCRBY+PEXPIRE, hot key", family: F::Window, server: MAIN, cmds: &[&["INCRBY", KEY, "1"], &["PEXPIRE", KEY, "60000"]], keys: HOT, setup: Setup::None, expect: Expect::Ok, deny: DenyCheck::None, requires: None },
+    Spec { id: "window_rand", label: "fixed window INCRBY+PEXPIRE, 100k random keys", family: F::Window, server: MAIN, cmds: &[&["INCRBY", KEY, "1"], &["PEXPIRE", KEY, "60000"]], keys: Keys::Random, setup: Setup::EachKey, expect: Expect::Ok, deny: DenyCheck::None, requires: None },
+    // Compatibility commands (section `compat`).
+    Spec { id: "cl_hot", label: "CL.THROTTLE (ours), hot key (admitted)", family: F::Throttle, server: MAIN, cmds: &[CL_HOT], keys: HOT, setup: Setup::None, expect: Expect::Admitted, deny: DenyCheck::Throttle, requires: Some("cl.throttle") },
+    Spec { id: "cl_rand", label: "CL.THROTTLE (ours), 100k random keys (admitted)", family: F::Throttle, server: MAIN, cmds: &[CL_RAND], keys: Keys::Random, setup: Setup::EachKey, expect: Expect::Admitted, deny: DenyCheck::Throttle, requires: Some("cl.throttle") },
+    Spec { id: "cl_denied", label: "CL.THROTTLE (ours), drained (denied)", family: F::Throttle, server: MAIN, cmds: &[CL_DENIED], keys: DRAINED, setup: Setup::Once, expect: Expect::Denied, deny: DenyCheck::Throttle, requires: Some("cl.throttle") },
+    Spec { id: "gcra_hot", label: "GCRA (ours), hot key (admitted)", family: F::Gcra, server: MAIN, cmds: &[GCRA_HOT], keys: HOT, setup: Setup::None, expect: Expect::Admitted, deny: DenyCheck::Throttle, requires: Some("gcra") },
+    Spec { id: "gcra_rand", label: "GCRA (ours), 100k random keys (admitted)", family: F::Gcra, server: MAIN, cmds: &[GCRA_RAND], keys: Keys::Random, setup: Setup::EachKey, expect: Expect::Admitted, deny: DenyCheck::Throttle, requires: Some("gcra") },
+    Spec { id: "gcra_denied", label: "GCRA (ours), drained (denied)", family: F::Gcra, server: MAIN, cmds: &[GCRA_DENIED], keys: DRAINED, setup: Setup::Once, expect: Expect::Denied, deny: DenyCheck::Throttle, requires: Some("gcra") },
+    Spec { id: "cell_incr", label: "INCR hot (floor)", family: F::Native, server: CELL, cmds: &[&["INCR", KEY]], keys: HOT, setup: Setup::None, expect: Expect::Ok, deny: DenyCheck::None, requires: None },
+    Spec { id: "cell_hot", label: "CL.THROTTLE (redis-cell), hot key (admitted)", family: F::Cell, server: CELL, cmds: &[CL_HOT], keys: HOT, setup: Setup::None, expect: Expect::Admitted, deny: DenyCheck::Throttle, requires: Some("cl.throttle") },
+    Spec { id: "cell_rand", label: "CL.THROTTLE (redis-cell), 100k random keys (admitted)", family: F::Cell, server: CELL, cmds: &[CL_RAND], keys: Keys::Random, setup: Setup::EachKey, expect: Expect::Admitted, deny: DenyCheck::Throttle, requires: Some("cl.throttle") },
+    Spec { id: "cell_denied", label: "CL.THROTTLE (redis-cell), drained (denied)", family: F::Cell, server: CELL, cmds: &[CL_DENIED], keys: DRAINED, setup: Setup::Once, expect: Expect::Denied, deny: DenyCheck::Throttle, requires: Some("cl.throttle") },
+    Spec { id: "ng_incr", label: "INCR hot (floor)", family: F::Native, server: NG, cmds: &[&["INCR", KEY]], keys: HOT, setup: Setup::None, expect: Expect::Ok, deny: DenyCheck::None, requires: None },
+    Spec { id: "ng_gcra_hot", label: "GCRA (native), hot key (admitted)", family: F::NativeGcra, server: NG, cmds: &[GCRA_HOT], keys: HOT, setup: Setup::None, expect: Expect::Admitted, deny: DenyCheck::Throttle, requires: Some("gcra") },
+    Spec { id: "ng_gcra_rand", label: "GCRA (native), 100k random keys (admitted)", family: F::NativeGcra, server: NG, cmds: &[GCRA_RAND], keys: Keys::Random, setup: Setup::EachKey, expect: Expect::Admitted, deny: DenyCheck::Throttle, requires: Some("gcra") },
+    Spec { id: "ng_gcra_denied", label: "GCRA (native), drained (denied)", family: F::NativeGcra, server: NG, cmds: &[GCRA_DENIED], keys: DRAINED, setup: Setup::Once, expect: Expect::Denied, deny: DenyCheck::Throttle, requires: Some("gcra") },
+    Spec { id: "ng_shield_hot", label: "SHIELD.absorb, one hot key (admitted)", family: F::Shield, server: NG, cmds: &[SHIELD_HOT], keys: HOT, setup: Setup::None, expect: Expect::Admitted, deny: DenyCheck::Shield, requires: Some("shield.absorb") },
+    Spec { id: "ng_shield_rand", label: "SHIELD.absorb, 100k random keys (admitted)", family: F::Shield, server: NG, cmds: &[SHIELD_RAND], keys: Keys::Random, setup: Setup::EachKey, expect: Expect::Admitted, deny: DenyCheck::Shield, requires: Some("shield.absorb") },
+    Spec { id: "ng_shield_denied", label: "SHIELD.absorb, drained bucket (denied)", family: F::Shield, server: NG, cmds: &[SHIELD_DENIED], keys: DRAINED, setup: Setup::Once, expect: Expect::Denied, deny: DenyCheck::Shield, requires: Some("shield.absorb") },
 ];
 
 /// Single-node figures that are cross-checked with `redis-benchmark`.
