@@ -17,6 +17,7 @@
 //! `REDIS_CLUSTER_URLS` (an existing cluster for the cluster tests),
 //! `SHIELD_TEST_SEED`.
 
+pub mod anchors;
 pub mod cluster;
 pub mod functions;
 pub mod key_slot;
