@@ -1131,9 +1131,9 @@ fn a_redis_cell_replica_of_a_redis_shield_master_is_identical() {
 
 /// The reverse: redis-cell replicates `CL.THROTTLE` verbatim, so a replica
 /// computes the TAT again with its own clock, whatever serves the command
-/// there. With redis-shield on the replica the decisions are the same and
-/// the TATs differ by the replication delay and the clocks' granularity:
-/// close, not byte-identical.
+/// there. With redis-shield on the replica the TATs differ by the
+/// replication delay and the clocks' granularity (redis-cell's ns, the
+/// replica's ms): within a millisecond or so here, not byte-identical.
 #[test]
 fn a_redis_shield_replica_of_a_redis_cell_master_recomputes() {
     let Pair { master, replica } = Pair::start(redis_cell_options(), redis7_shield_options());
