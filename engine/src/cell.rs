@@ -8,7 +8,8 @@
 //! decimal integer, with a TTL: this module reads and writes exactly that,
 //! so a key can move between redis-cell and redis-shield in either direction.
 //! A TAT written here is rounded **up** to the nanosecond (never more
-//! permissive), and read back exactly.
+//! permissive) and read back exactly; one written by redis-cell is read on
+//! the next tick (see [`decode_cell`]).
 
 use crate::args::parse_positive;
 use crate::bucket::Bucket;
@@ -131,9 +132,10 @@ impl Bucket {
 
 /// Reads a redis-cell key (the TAT in nanoseconds) with `limit` at `now_ms`.
 /// A TAT this module wrote is read back exactly (the tick it was rounded up
-/// from); any other is read as the first tick on or after it. Either way the
-/// instant read is within a nanosecond of the stored one: the format's own
-/// precision.
+/// from). Any other is read as the first tick on or after it: a tick is
+/// `1 / count` ms, so a TAT written by redis-cell is read up to `1 / count`
+/// ms later (a whole millisecond at `count = 1`), never earlier: the bucket
+/// is as full or emptier, never fuller.
 ///
 /// ```
 /// use shield_engine::{decode_cell, parse_throttle};
