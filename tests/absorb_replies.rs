@@ -10,7 +10,9 @@
 )]
 
 use redis::Value;
-use shield_testkit::{info_field, Server, ServerOptions, ShieldCommands};
+use shield_testkit::{
+    info_field, keys_of_other_types, Server, ServerOptions, ShieldCommands, MALFORMED_NUMBERS,
+};
 
 fn server() -> (Server, redis::Connection) {
     let s = Server::start(ServerOptions::default());
@@ -98,24 +100,7 @@ fn wrong_arity_is_the_standard_error() {
 #[test]
 fn malformed_numbers_are_rejected_naming_the_argument_and_write_nothing() {
     let (_s, mut c) = server();
-    let bad: &[&[u8]] = &[
-        b"",
-        b"0",
-        b"-1",
-        b"+1",
-        b"1.5",
-        b"1e3",
-        b" 1",
-        b"01",
-        b"abc",
-        b"\x00",
-        b"\xff\xfe\r\n",
-        b"0x10",
-        b"inf",
-        b"nan",
-        b"-0",
-    ];
-    for &b in bad {
+    for &b in MALFORMED_NUMBERS {
         for (pos, name) in [(2, "capacity"), (3, "period"), (4, "tokens")] {
             let mut args: Vec<&[u8]> = vec![b"victim", b"10", b"60", b"1"];
             args[pos - 1] = b;
@@ -153,15 +138,7 @@ fn malformed_numbers_are_rejected_naming_the_argument_and_write_nothing() {
 #[test]
 fn keys_of_other_types_get_wrongtype_and_are_untouched() {
     let (_s, mut c) = server();
-    for cmd in [
-        &["RPUSH", "list", "a"][..],
-        &["HSET", "hash", "f", "v"],
-        &["SADD", "set", "m"],
-        &["ZADD", "zset", "1", "m"],
-    ] {
-        let _: () = redis::cmd(cmd[0]).arg(&cmd[1..]).query(&mut c).unwrap();
-    }
-    for key in ["list", "hash", "set", "zset"] {
+    for key in keys_of_other_types(&mut c) {
         let err = c.absorb_err(&[key.as_bytes(), b"10", b"60"]);
         assert!(err.starts_with("WRONGTYPE"), "{key}: {err}");
     }

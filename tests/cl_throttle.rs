@@ -23,18 +23,20 @@
     clippy::panic
 )]
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use shield_testkit::anchors::{redis7_shield_options, redis_cell_options};
+use shield_testkit::compat::{
+    ceil_div, check_exact, check_timing, five_integers, log_uniform, note_differences,
+    print_sequences, random_burst, random_steps, run_until_judged, Reply, SideBySide, Step, Tally,
+    TooSlow,
+};
 use shield_testkit::{
     info_field, module_path, server_binary, wait_until, Pair, Rng, Server, ServerOptions,
     ShieldCommands,
 };
-
-type Reply = [i64; 5];
 
 const NS_PER_S: i128 = 1_000_000_000;
 const NS_PER_MS: i128 = 1_000_000;
@@ -50,11 +52,8 @@ fn throttle(c: &mut redis::Connection, key: &str, l: Limit, quantity: Option<u64
     if let Some(q) = quantity {
         cmd.arg(q);
     }
-    let v: Vec<i64> = cmd
-        .query(c)
-        .unwrap_or_else(|e| panic!("CL.THROTTLE {key} {} {quantity:?}: {e}", l.args()));
-    v.try_into()
-        .unwrap_or_else(|v| panic!("CL.THROTTLE answered {v:?}, not five integers"))
+    let what = format!("CL.THROTTLE {key} {} {quantity:?}", l.args());
+    five_integers(c, &cmd, &what)
 }
 
 /// The TAT a key holds (ns), or None when there is no key.
@@ -99,10 +98,6 @@ fn repl_offset(c: &mut redis::Connection) -> i64 {
     info_field(&c.info_section("replication"), "master_repl_offset")
         .and_then(|v| v.parse().ok())
         .expect("master_repl_offset")
-}
-
-fn ceil_div(a: i128, b: i128) -> i128 {
-    a.div_euclid(b) + i128::from(a.rem_euclid(b) != 0)
 }
 
 // ---------------------------------------------------------------- models
@@ -261,33 +256,6 @@ const FIELDS: [&str; 5] = [
     "reset_after",
 ];
 
-/// The explained differences seen, by cause and field: count and first example.
-#[derive(Default)]
-struct Tally {
-    calls: u64,
-    differing_calls: u64,
-    seen: BTreeMap<String, (u64, String)>,
-}
-
-impl Tally {
-    fn merge(&mut self, other: Tally) {
-        self.calls += other.calls;
-        self.differing_calls += other.differing_calls;
-        for (what, (n, example)) in other.seen {
-            self.seen.entry(what).or_insert((0, example)).0 += n;
-        }
-    }
-    fn print(&self, title: &str) {
-        eprintln!(
-            "{title}: {} calls, {} with an explained difference",
-            self.calls, self.differing_calls
-        );
-        for (what, (n, example)) in &self.seen {
-            eprintln!("  {n:6} x {what}\n         e.g. {example}");
-        }
-    }
-}
-
 /// Checks one call: redis-shield's reply against exact arithmetic,
 /// redis-cell's against its own model, and every field where they differ
 /// against the documented differences (each must go the conservative way).
@@ -300,74 +268,57 @@ fn compare(
     (ours, exact_ttl): (Reply, i128),
     (theirs, cell_ttl): (Reply, i128),
 ) {
-    tally.calls += 1;
     let (exact, _) = model(l, EXACT, exact_ttl, quantity);
-    assert_eq!(
-        ours, exact,
-        "{what}: redis-shield differs from exact arithmetic (left: redis-shield, right: exact)"
-    );
+    check_exact(tally, what, ours, exact);
     let (cell, _) = model(l, REDIS_CELL, cell_ttl, quantity);
     assert_eq!(
         theirs, cell,
         "{what}: redis-cell differs from its model (left: redis-cell, right: model)"
     );
-    if ours == theirs {
-        return;
-    }
-    tally.differing_calls += 1;
-    for (i, field) in FIELDS.iter().enumerate() {
-        if ours[i] == theirs[i] {
-            continue;
-        }
-        let ours_stricter = match i {
-            0 | 3 | 4 => ours[i] > theirs[i],
-            2 => ours[i] < theirs[i],
-            _ => panic!("{what}: the limits differ: {ours:?} vs {theirs:?}"),
-        };
-        // The quirks that, turned off one at a time, make redis-cell's
-        // field redis-shield's.
-        let causes: Vec<&str> = CAUSES
-            .iter()
-            .filter(|&&(_, quirks)| {
-                let ttl = if quirks.truncated_interval {
-                    cell_ttl
-                } else {
-                    exact_ttl
-                };
-                model(l, quirks, ttl, quantity).0[i] == ours[i]
-            })
-            .map(|(cause, _)| *cause)
-            .collect();
-        // redis-shield is exact (checked above): where redis-cell is the
-        // stricter one, one of its documented roundings must say why.
-        assert!(
-            ours_stricter || !causes.is_empty(),
-            "{what}: {field} {} (redis-shield) vs {} (redis-cell): redis-cell is the stricter \
+    let pair = (ours, theirs);
+    note_differences(
+        tally,
+        what,
+        &FIELDS,
+        pair,
+        "redis-cell",
+        |i, field, ours_stricter| {
+            // The quirks that, turned off one at a time, make redis-cell's
+            // field redis-shield's.
+            let causes: Vec<&str> = CAUSES
+                .iter()
+                .filter(|&&(_, quirks)| {
+                    let ttl = if quirks.truncated_interval {
+                        cell_ttl
+                    } else {
+                        exact_ttl
+                    };
+                    model(l, quirks, ttl, quantity).0[i] == ours[i]
+                })
+                .map(|(cause, _)| *cause)
+                .collect();
+            // redis-shield is exact (checked above): where redis-cell is the
+            // stricter one, one of its documented roundings must say why.
+            assert!(
+                ours_stricter || !causes.is_empty(),
+                "{what}: {field} {} (redis-shield) vs {} (redis-cell): redis-cell is the stricter \
              one, and none of its documented roundings explains it",
-            ours[i],
-            theirs[i]
-        );
-        let cause = if causes.is_empty() {
-            "several of redis-cell's roundings together".to_string()
-        } else {
-            causes.join(" + ")
-        };
-        let direction = if ours_stricter {
-            "redis-shield the stricter"
-        } else {
-            "redis-cell the stricter"
-        };
-        let entry = tally
-            .seen
-            .entry(format!("{field} ({direction}): {cause}"))
-            .or_insert_with(|| {
-                (
-                    0,
-                    format!("{what}: redis-shield {ours:?}, redis-cell {theirs:?}"),
-                )
-            });
-        entry.0 += 1;
-    }
+                ours[i],
+                theirs[i]
+            );
+            let cause = if causes.is_empty() {
+                "several of redis-cell's roundings together".to_string()
+            } else {
+                causes.join(" + ")
+            };
+            let direction = if ours_stricter {
+                "redis-shield the stricter"
+            } else {
+                "redis-cell the stricter"
+            };
+            format!("{field} ({direction}): {cause}")
+        },
+    );
 }
 
 // ------------------------------------------- 1. replies and storage (ours alone)
@@ -636,31 +587,8 @@ fn module_arguments_turn_the_compatibility_commands_off() {
 // ------------------------------------------- 2. differential against redis-cell
 
 /// redis-shield on the server under test, redis-cell on Redis 7.0.
-struct SideBySide {
-    _ours: Server,
-    _theirs: Server,
-    ours: redis::Connection,
-    theirs: redis::Connection,
-}
-
-impl SideBySide {
-    fn start() -> SideBySide {
-        let ours = Server::start(ServerOptions::default());
-        let theirs = Server::start(redis_cell_options());
-        SideBySide {
-            ours: ours.conn(),
-            theirs: theirs.conn(),
-            _ours: ours,
-            _theirs: theirs,
-        }
-    }
-}
-
-/// A random number in `[lo, hi]`, spread evenly over the orders of magnitude.
-fn log_uniform(rng: &mut Rng, lo: u64, hi: u64) -> u64 {
-    let (a, b) = ((lo.max(1) as f64).ln(), (hi as f64 + 1.0).ln());
-    let x = a + (b - a) * (rng.below(1 << 40) as f64 / (1u64 << 40) as f64);
-    (x.exp() as u64).clamp(lo, hi)
+fn side_by_side() -> SideBySide {
+    SideBySide::start(redis_cell_options())
 }
 
 /// One call on a fresh key at any rate, fast ones included: the reply does
@@ -669,7 +597,7 @@ fn log_uniform(rng: &mut Rng, lo: u64, hi: u64) -> u64 {
 /// between the two calls would otherwise matter.
 #[test]
 fn differential_fresh_keys_at_any_rate() {
-    let mut both = SideBySide::start();
+    let mut both = side_by_side();
     let mut rng = Rng::new();
     let mut tally = Tally::default();
     // Cases each difference shows on, then random ones.
@@ -724,13 +652,6 @@ fn differential_fresh_keys_at_any_rate() {
     }
     tally.print("CL.THROTTLE vs redis-cell, fresh keys");
 }
-
-/// One step of a sequence: seconds of "time passing", then a call.
-type Step = (u64, u64);
-
-/// Why a sequence could not be judged: the real time since the bucket's
-/// last full moment came too close to the rate's granularity.
-struct TooSlow(Duration);
 
 /// Runs `steps` on a fresh key of both implementations and checks every
 /// call (see `compare`) and every stored TAT.
@@ -787,10 +708,11 @@ fn run_sequence(
         let theirs_tat = tat(&mut both.theirs, key);
         // Judged only while the real time since the full moment is well
         // below the positions that matter.
-        let timed = new_origin.or(origin).map(|(_, at)| at.elapsed());
-        if exact_ttl + exact_after > 0 && timed.is_some_and(|t| t > budget) {
-            return Err(TooSlow(timed.unwrap()));
-        }
+        check_timing(
+            exact_ttl + exact_after > 0,
+            new_origin.or(origin).map(|(_, at)| at),
+            budget,
+        )?;
         let what = format!(
             "CL.THROTTLE {key} {} {quantity} (step {n}, after {delta} s; steps {steps:?})",
             l.args()
@@ -840,7 +762,7 @@ fn run_sequence(
 /// limit, and time passing by whole seconds.
 #[test]
 fn differential_sequences_with_time_passing() {
-    let mut both = SideBySide::start();
+    let mut both = side_by_side();
     let mut rng = Rng::new();
     let mut tally = Tally::default();
     let mut too_slow = Vec::new();
@@ -849,55 +771,28 @@ fn differential_sequences_with_time_passing() {
     for s in 0..80 {
         let count = 1 + rng.below(12);
         let period = periods[rng.below(periods.len() as u64) as usize];
-        let burst = match rng.below(10) {
-            0..=2 => rng.below(6),
-            3..=7 => rng.below(31),
-            _ => rng.below(1001),
-        };
+        let burst = random_burst(&mut rng);
         let l = Limit::new(burst, count, period);
         inexact += u32::from(l.inexact());
         let cap = burst + 1;
         let full_s = (u128::from(cap) * u128::from(period)).div_ceil(u128::from(count)) as u64;
-        let steps: Vec<Step> = (0..14)
-            .map(|_| {
-                let delta = if rng.below(10) < 4 {
-                    0
-                } else {
-                    rng.below(full_s + 2)
-                };
-                let quantity = match rng.below(20) {
-                    0..=2 => 0,
-                    3..=9 => 1,
-                    10..=15 => 1 + rng.below(cap),
-                    16..=17 => cap,
-                    _ => cap + 1 + rng.below(5),
-                };
-                (delta, quantity)
-            })
-            .collect();
-        let mut attempt = 0;
-        loop {
-            let key = format!("seq{s}.{attempt}");
-            match run_sequence(&mut both, &key, l, &steps) {
-                Ok(sequence) => {
-                    tally.merge(sequence);
-                    break;
-                }
-                Err(TooSlow(took)) => {
-                    too_slow.push(format!("{key} ({took:?})"));
-                    attempt += 1;
-                    assert!(attempt < 5, "the machine is too slow: {too_slow:?}");
-                }
-            }
-        }
+        let steps = random_steps(&mut rng, full_s, |rng| match rng.below(20) {
+            0..=2 => 0,
+            3..=9 => 1,
+            10..=15 => 1 + rng.below(cap),
+            16..=17 => cap,
+            _ => cap + 1 + rng.below(5),
+        });
+        run_until_judged(s, &mut tally, &mut too_slow, |key| {
+            run_sequence(&mut both, key, l, &steps)
+        });
     }
     assert!(inexact > 0, "no inexact interval was drawn");
-    tally.print(&format!(
-        "CL.THROTTLE vs redis-cell, 80 sequences ({inexact} with an inexact interval)"
-    ));
-    if !too_slow.is_empty() {
-        eprintln!("  sequences run again (too slow to judge): {too_slow:?}");
-    }
+    print_sequences(
+        &tally,
+        &format!("CL.THROTTLE vs redis-cell, 80 sequences ({inexact} with an inexact interval)"),
+        &too_slow,
+    );
 }
 
 // ------------------------------------------- 3. moving keys between the two
@@ -966,6 +861,18 @@ fn migrate_both_ways(aof: bool) {
     let dir = DataDir::new(if aof { "cell-aof" } else { "cell-rdb" });
     let keys = ["drained", "partial", "odd"];
     let snapshot = |c: &mut redis::Connection| keys.map(|k| c.stored(k));
+    // Saves and stops `from`, then starts `opts` on its data: the new server,
+    // a connection, and the keys and TATs handed over (checked loaded as saved).
+    let hand_over = |from: Server, mut c: redis::Connection, opts: ServerOptions, who: &str| {
+        let before = snapshot(&mut c);
+        let tats = keys.map(|k| tat(&mut c, k).unwrap());
+        drop(c);
+        shutdown_save(from);
+        let to = on(opts, &dir, aof);
+        let mut c = to.conn();
+        assert_eq!(snapshot(&mut c), before, "the keys {who} loaded");
+        (to, c, before, tats)
+    };
 
     let cell = on(redis_cell_options(), &dir, aof);
     let mut c = cell.conn();
@@ -984,14 +891,8 @@ fn migrate_both_ways(aof: bool) {
         // it holds the keys (an AOF of commands is the next test).
         rewrite_aof(&mut c);
     }
-    let before = snapshot(&mut c);
-    let cell_tats = keys.map(|k| tat(&mut c, k).unwrap());
-    drop(c);
-    shutdown_save(cell);
-
-    let shield = on(redis7_shield_options(), &dir, aof);
-    let mut c = shield.conn();
-    assert_eq!(snapshot(&mut c), before, "the keys redis-shield loaded");
+    let (shield, mut c, before, cell_tats) =
+        hand_over(cell, c, redis7_shield_options(), "redis-shield");
     // Still drained; remaining goes on from 7 and 8.
     let reply = throttle(&mut c, "drained", DRAINED, None);
     assert_near(reply, [1, 5, 0, 3600, 18000], start);
@@ -1011,14 +912,7 @@ fn migrate_both_ways(aof: bool) {
         tat(&mut c, "odd").unwrap(),
         ours_after_reading(ODD, cell_tats[2], 1)
     );
-    let before = snapshot(&mut c);
-    let shield_tats = keys.map(|k| tat(&mut c, k).unwrap());
-    drop(c);
-    shutdown_save(shield);
-
-    let cell = on(redis_cell_options(), &dir, aof);
-    let mut c = cell.conn();
-    assert_eq!(snapshot(&mut c), before, "the keys redis-cell loaded");
+    let (_cell, mut c, _, shield_tats) = hand_over(shield, c, redis_cell_options(), "redis-cell");
     let reply = throttle(&mut c, "drained", DRAINED, None);
     assert_near(reply, [1, 5, 0, 3600, 18000], start);
     let reply = throttle(&mut c, "partial", PARTIAL, Some(2));

@@ -21,7 +21,9 @@
 use redis::{Connection, Value};
 use shield_engine::{absorb_all, decode, Bucket, Charge, Decision, Encoded, Limit};
 use shield_testkit::functions::{cmd_text, error_of, load_library, Engine};
-use shield_testkit::{Pair, Rng, Server, ServerOptions, ShieldCommands};
+use shield_testkit::{
+    keys_of_other_types, Pair, Rng, Server, ServerOptions, ShieldCommands, MALFORMED_NUMBERS,
+};
 
 /// A key's value (`None`: no key) and `PEXPIRETIME`.
 type Stored = (Option<Vec<u8>>, i64);
@@ -530,24 +532,7 @@ fn every_error_text_is_the_modules_and_writes_nothing() {
         assert_eq!(em, el, "{what}: module vs library ({})", cmd_text(&l));
         em
     };
-    let bad: &[&[u8]] = &[
-        b"",
-        b"0",
-        b"-1",
-        b"+1",
-        b"1.5",
-        b"1e3",
-        b" 1",
-        b"01",
-        b"abc",
-        b"\x00",
-        b"\xff\xfe\r\n",
-        b"0x10",
-        b"inf",
-        b"nan",
-        b"-0",
-    ];
-    for &b in bad {
+    for &b in MALFORMED_NUMBERS {
         for (pos, name) in [(0, "capacity"), (1, "period"), (2, "tokens")] {
             let mut args: Vec<&[u8]> = vec![b"10", b"60", b"1"];
             args[pos] = b;
@@ -689,14 +674,7 @@ fn every_error_text_is_the_modules_and_writes_nothing() {
 fn keys_of_other_kinds_are_the_modules_errors_and_untouched() {
     let s = server_with_both();
     let mut c = s.conn();
-    for cmd in [
-        &["RPUSH", "list", "a"][..],
-        &["HSET", "hash", "f", "v"],
-        &["SADD", "set", "m"],
-        &["ZADD", "zset", "1", "m"],
-    ] {
-        let _: () = redis::cmd(cmd[0]).arg(&cmd[1..]).query(&mut c).unwrap();
-    }
+    let others = keys_of_other_types(&mut c);
     let expect = |c: &mut Connection, key: &[u8], want: &str| {
         for engine in Engine::BOTH {
             let cmds = [
@@ -710,7 +688,7 @@ fn keys_of_other_kinds_are_the_modules_errors_and_untouched() {
             }
         }
     };
-    for key in ["list", "hash", "set", "zset"] {
+    for key in others {
         expect(
             &mut c,
             key.as_bytes(),

@@ -22,13 +22,15 @@
     clippy::panic
 )]
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use shield_testkit::anchors::native_gcra_options;
+use shield_testkit::compat::{
+    ceil_div, check_exact, check_timing, five_integers, log_uniform, note_differences,
+    print_sequences, random_burst, random_steps, run_until_judged, Reply, SideBySide, Step, Tally,
+    TooSlow,
+};
 use shield_testkit::{module_path, Pair, Rng, Server, ServerOptions, ShieldCommands};
-
-type Reply = [i64; 5];
 
 const US_PER_S: i128 = 1_000_000;
 
@@ -41,15 +43,8 @@ fn gcra(c: &mut redis::Connection, key: &str, g: Gcra, tokens: Option<u64>) -> R
     if let Some(t) = tokens {
         cmd.arg("TOKENS").arg(t);
     }
-    let v: Vec<i64> = cmd
-        .query(c)
-        .unwrap_or_else(|e| panic!("GCRA {key} {} TOKENS {tokens:?}: {e}", g.args()));
-    v.try_into()
-        .unwrap_or_else(|v| panic!("GCRA answered {v:?}, not five integers"))
-}
-
-fn ceil_div(a: i128, b: i128) -> i128 {
-    a.div_euclid(b) + i128::from(a.rem_euclid(b) != 0)
+    let what = format!("GCRA {key} {} TOKENS {tokens:?}", g.args());
+    five_integers(c, &cmd, &what)
 }
 
 /// redis-shield's bucket key: its full-again moment in model units (see
@@ -257,33 +252,6 @@ const FIELDS: [&str; 5] = [
     "full_burst_after",
 ];
 
-/// The explained differences seen, by cause and field: count and first example.
-#[derive(Default)]
-struct Tally {
-    calls: u64,
-    differing_calls: u64,
-    seen: BTreeMap<String, (u64, String)>,
-}
-
-impl Tally {
-    fn merge(&mut self, other: Tally) {
-        self.calls += other.calls;
-        self.differing_calls += other.differing_calls;
-        for (what, (n, example)) in other.seen {
-            self.seen.entry(what).or_insert((0, example)).0 += n;
-        }
-    }
-    fn print(&self, title: &str) {
-        eprintln!(
-            "{title}: {} calls, {} with an explained difference",
-            self.calls, self.differing_calls
-        );
-        for (what, (n, example)) in &self.seen {
-            eprintln!("  {n:6} x {what}\n         e.g. {example}");
-        }
-    }
-}
-
 /// Checks one call: redis-shield's reply against exact arithmetic (with the
 /// bucket `exact_ttl` units from full), the native reply against the native
 /// model at some whole ms in `0..=max_delta_ms` after the simulated now (its
@@ -303,12 +271,8 @@ fn compare(
     native_tat: i128,
     max_delta_ms: i128,
 ) -> i128 {
-    tally.calls += 1;
     let (expected, _) = exact(g, exact_ttl, tokens);
-    assert_eq!(
-        ours, expected,
-        "{what}: redis-shield differs from exact arithmetic (left: redis-shield, right: exact)"
-    );
+    check_exact(tally, what, ours, expected);
     let (delta, native_after) = (0..=max_delta_ms)
         .find_map(|d| {
             let (reply, after) = native(g, native_tat, d, tokens);
@@ -322,52 +286,38 @@ fn compare(
                 g.native_interval_us()
             )
         });
-    if ours == theirs {
-        return native_after;
-    }
-    tally.differing_calls += 1;
     let rounding = g.native_rounding();
-    for (i, field) in FIELDS.iter().enumerate() {
-        if ours[i] == theirs[i] {
-            continue;
-        }
-        // Is redis-shield the stricter one on this field?
-        let ours_stricter = match i {
-            0 | 3 | 4 => ours[i] > theirs[i],
-            2 => ours[i] < theirs[i],
-            _ => panic!("{what}: the limits differ: {ours:?} vs {theirs:?}"),
-        };
-        let cause = match (rounding, ours_stricter) {
-            (std::cmp::Ordering::Less, true) => {
-                "the native interval is rounded down to the µs (more permissive than exact)"
-            }
-            (std::cmp::Ordering::Greater, false) => {
-                "the native interval is rounded up to the µs (stricter than exact)"
-            }
-            _ => panic!(
-                "{what}: {field} {} (redis-shield) vs {} (native) is not explained: the native \
-                 interval {} µs is {rounding:?} than the exact one",
-                ours[i],
-                theirs[i],
-                g.native_interval_us()
-            ),
-        };
-        let clock = if delta > 0 {
-            " (native clock read a later ms)"
-        } else {
-            ""
-        };
-        let entry = tally
-            .seen
-            .entry(format!("{field}: {cause}{clock}"))
-            .or_insert_with(|| {
-                (
-                    0,
-                    format!("{what}: redis-shield {ours:?}, native {theirs:?}"),
-                )
-            });
-        entry.0 += 1;
-    }
+    let pair = (ours, theirs);
+    note_differences(
+        tally,
+        what,
+        &FIELDS,
+        pair,
+        "native",
+        |i, field, ours_stricter| {
+            let cause = match (rounding, ours_stricter) {
+                (std::cmp::Ordering::Less, true) => {
+                    "the native interval is rounded down to the µs (more permissive than exact)"
+                }
+                (std::cmp::Ordering::Greater, false) => {
+                    "the native interval is rounded up to the µs (stricter than exact)"
+                }
+                _ => panic!(
+                    "{what}: {field} {} (redis-shield) vs {} (native) is not explained: the \
+                     native interval {} µs is {rounding:?} than the exact one",
+                    ours[i],
+                    theirs[i],
+                    g.native_interval_us()
+                ),
+            };
+            let clock = if delta > 0 {
+                " (native clock read a later ms)"
+            } else {
+                ""
+            };
+            format!("{field}: {cause}{clock}")
+        },
+    );
     native_after
 }
 
@@ -510,29 +460,13 @@ fn a_replica_without_the_module_holds_the_same_bytes() {
 // ------------------------------------------- 4. differential against the native GCRA
 
 /// redis-shield on the server under test, the native command on the anchor.
-struct SideBySide {
-    _ours: Server,
-    _theirs: Server,
-    ours: redis::Connection,
-    theirs: redis::Connection,
-}
-
-impl SideBySide {
-    fn start() -> SideBySide {
-        let ours = Server::start(ServerOptions::default());
-        let theirs = Server::start(native_gcra_options());
-        SideBySide {
-            ours: ours.conn(),
-            theirs: theirs.conn(),
-            _ours: ours,
-            _theirs: theirs,
-        }
-    }
+fn side_by_side() -> SideBySide {
+    SideBySide::start(native_gcra_options())
 }
 
 #[test]
 fn error_texts_match_the_native_command() {
-    let mut both = SideBySide::start();
+    let mut both = side_by_side();
     for (args, expected) in error_cases() {
         assert_eq!(
             both.theirs.command_err("GCRA", &args[..]),
@@ -580,20 +514,13 @@ fn the_module_steps_aside_where_the_server_has_gcra() {
     assert_eq!(v, [0, 16, 15, -1, 2]);
 }
 
-/// A random number in `[lo, hi]`, spread evenly over the orders of magnitude.
-fn log_uniform(rng: &mut Rng, lo: u64, hi: u64) -> u64 {
-    let (a, b) = ((lo.max(1) as f64).ln(), (hi as f64 + 1.0).ln());
-    let x = a + (b - a) * (rng.below(1 << 40) as f64 / (1u64 << 40) as f64);
-    (x.exp() as u64).clamp(lo, hi)
-}
-
 /// One call on a fresh key at any rate and any decimal period (down to the
 /// µs): the reply does not depend on the clock (the bucket is full), so the
 /// two can be compared where the milliseconds between the calls would
 /// otherwise matter.
 #[test]
 fn differential_fresh_keys_at_any_rate() {
-    let mut both = SideBySide::start();
+    let mut both = side_by_side();
     let mut rng = Rng::new();
     let mut tally = Tally::default();
     for i in 0..400 {
@@ -634,13 +561,6 @@ fn differential_fresh_keys_at_any_rate() {
     }
     tally.print("GCRA vs native, fresh keys");
 }
-
-/// One step of a sequence: seconds of "time passing", then a call's tokens.
-type Step = (u64, u64);
-
-/// Why a sequence could not be judged: the real time since the bucket's
-/// last full moment came too close to the rate's granularity.
-struct TooSlow(Duration);
 
 /// Runs `steps` on a fresh key of both and checks every call (see
 /// `compare`) and every stored state.
@@ -706,10 +626,11 @@ fn run_sequence(
         let native_stored = native_tat(&mut both.theirs, key);
         // Judged only while the real time since the full moment is well
         // below the positions that matter.
-        let timed = new_origin.or(origin).map(|(_, at)| at.elapsed());
-        if exact_ttl + exact_after > 0 && timed.is_some_and(|t| t > budget) {
-            return Err(TooSlow(timed.unwrap()));
-        }
+        check_timing(
+            exact_ttl + exact_after > 0,
+            new_origin.or(origin).map(|(_, at)| at),
+            budget,
+        )?;
         let what = format!(
             "GCRA {key} {} TOKENS {count} (step {n}, after {delta} s; steps {steps:?})",
             g.args()
@@ -763,7 +684,7 @@ fn run_sequence(
 /// whole seconds.
 #[test]
 fn differential_sequences_with_time_passing() {
-    let mut both = SideBySide::start();
+    let mut both = side_by_side();
     let mut rng = Rng::new();
     let mut tally = Tally::default();
     let mut too_slow = Vec::new();
@@ -786,56 +707,31 @@ fn differential_sequences_with_time_passing() {
     for s in 0..80 {
         let (units, decimals, den) = periods[rng.below(periods.len() as u64) as usize];
         let tokens = 1 + rng.below(12 / den);
-        let burst = match rng.below(10) {
-            0..=2 => rng.below(6),
-            3..=7 => rng.below(31),
-            _ => rng.below(1001),
-        };
+        let burst = random_burst(&mut rng);
         let g = Gcra::new(burst, tokens, units, decimals);
         rounded[(g.native_rounding() as i8 + 1) as usize] += 1;
         let gap = Duration::from_secs(1) / u32::try_from(tokens * den).unwrap();
         let cap = burst + 1;
         let full_s = ceil_div(g.interval() * g.capacity(), g.second()) as u64;
-        let steps: Vec<Step> = (0..14)
-            .map(|_| {
-                let delta = if rng.below(10) < 4 {
-                    0
-                } else {
-                    rng.below(full_s + 2)
-                };
-                let count = match rng.below(20) {
-                    0..=9 => 1,
-                    10..=15 => 1 + rng.below(cap),
-                    16..=17 => cap,
-                    _ => cap + 1 + rng.below(5),
-                };
-                (delta, count)
-            })
-            .collect();
-        let mut attempt = 0;
-        loop {
-            let key = format!("seq{s}.{attempt}");
-            match run_sequence(&mut both, &key, g, gap, &steps) {
-                Ok(sequence) => {
-                    tally.merge(sequence);
-                    break;
-                }
-                Err(TooSlow(took)) => {
-                    too_slow.push(format!("{key} ({took:?})"));
-                    attempt += 1;
-                    assert!(attempt < 5, "the machine is too slow: {too_slow:?}");
-                }
-            }
-        }
+        let steps = random_steps(&mut rng, full_s, |rng| match rng.below(20) {
+            0..=9 => 1,
+            10..=15 => 1 + rng.below(cap),
+            16..=17 => cap,
+            _ => cap + 1 + rng.below(5),
+        });
+        run_until_judged(s, &mut tally, &mut too_slow, |key| {
+            run_sequence(&mut both, key, g, gap, &steps)
+        });
     }
     assert!(
         rounded[0] > 0 && rounded[2] > 0,
         "native intervals rounded down/exact/up: {rounded:?}"
     );
-    tally.print(&format!(
-        "GCRA vs native, 80 sequences (native interval rounded down/exact/up: {rounded:?})"
-    ));
-    if !too_slow.is_empty() {
-        eprintln!("  sequences run again (too slow to judge): {too_slow:?}");
-    }
+    print_sequences(
+        &tally,
+        &format!(
+            "GCRA vs native, 80 sequences (native interval rounded down/exact/up: {rounded:?})"
+        ),
+        &too_slow,
+    );
 }

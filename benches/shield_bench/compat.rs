@@ -18,10 +18,10 @@
 //! reference), and the ratios of the report and the chart.
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use redis::Value;
-use shield_testkit::{repo_root, server_version_info, Server, ServerOptions};
+use shield_testkit::{anchors, server_version_info, Server, ServerOptions};
 
 use crate::chart::{self, Bar, Panel, Row};
 use crate::config::Config;
@@ -35,76 +35,13 @@ use crate::workloads::{
 
 // ---------------------------------------------------------------- anchors
 
-/// Where `build-anchors.sh` puts the anchors by default.
-fn anchors_dir() -> PathBuf {
-    let home = std::env::var_os("HOME").unwrap_or_else(|| "/root".into());
-    PathBuf::from(home).join(".cache/redis-shield-anchors")
-}
-
-/// The command that builds the anchors (the shared folder is beside the repository).
-pub fn build_command() -> String {
-    let script = repo_root().join("../shared/anchors/build-anchors.sh");
-    let script = script.canonicalize().unwrap_or(script);
+/// A missing anchor: what is missing, and how to build it or do without.
+fn missing(what: String) -> String {
     format!(
-        "bash {} \"$HOME/.cache/redis-shield-anchors\" all",
-        script.display()
+        "{what} The compatibility section needs it; build the reference implementations \
+         with:\n    {}\n(or leave the section out: SHIELD_BENCH_ONLY=single,memory,cluster)",
+        anchors::build_command()
     )
-}
-
-/// `$var` if set, else `default`; an error naming the build command when the file is missing.
-fn anchor(var: &str, default: PathBuf, what: &str) -> Result<PathBuf, String> {
-    let (path, from_env) = match std::env::var_os(var) {
-        Some(p) if !p.is_empty() => (PathBuf::from(p), true),
-        _ => (default, false),
-    };
-    if path.is_file() {
-        return Ok(path);
-    }
-    let origin = if from_env {
-        format!("{var}={}", path.display())
-    } else {
-        format!("{} (set {var} to use another)", path.display())
-    };
-    Err(format!(
-        "{what} is missing: {origin} does not exist. The compatibility section needs it; \
-         build the reference implementations with:\n    {}\n(or leave the section out: \
-         SHIELD_BENCH_ONLY=single,memory,cluster)",
-        build_command()
-    ))
-}
-
-/// The redis-cell 0.5.0 module.
-pub fn redis_cell_module() -> Result<PathBuf, String> {
-    anchor(
-        "SHIELD_REDIS_CELL",
-        anchors_dir().join("redis-cell/libredis_cell.so"),
-        "the redis-cell module (CL.THROTTLE reference)",
-    )
-}
-
-/// The redis-server built with the native `GCRA`.
-pub fn gcra_server() -> Result<PathBuf, String> {
-    anchor(
-        "SHIELD_GCRA_SERVER",
-        anchors_dir().join("redis-gcra/redis-server"),
-        "the redis-server with native GCRA (GCRA reference)",
-    )
-}
-
-/// The Redis 7.0 that redis-cell 0.5.0 targets.
-pub fn redis7_binary() -> Result<PathBuf, String> {
-    let path = std::env::var_os("SHIELD_REDIS7_BIN")
-        .filter(|p| !p.is_empty())
-        .map_or_else(|| PathBuf::from("/usr/bin/redis-server"), PathBuf::from);
-    if path.is_file() {
-        Ok(path)
-    } else {
-        Err(format!(
-            "{} does not exist: redis-cell runs on Redis 7.0 (`apt-get install redis-server`, \
-             or set SHIELD_REDIS7_BIN)",
-            path.display()
-        ))
-    }
 }
 
 fn same_file(a: &Path, b: &Path) -> bool {
@@ -117,9 +54,9 @@ fn same_file(a: &Path, b: &Path) -> bool {
 /// Starts redis-cell's server (Redis 7.0, redis-cell, not this module) and
 /// the native-GCRA server (with this module).
 pub fn start_reference_servers() -> Result<(Server, Server), String> {
-    let cell_so = redis_cell_module()?;
-    let gcra_bin = gcra_server()?;
-    let r7 = redis7_binary()?;
+    let cell_so = anchors::find_redis_cell_module().map_err(missing)?;
+    let gcra_bin = anchors::find_gcra_server().map_err(missing)?;
+    let r7 = anchors::find_redis7_binary()?;
     let cell = Server::start(
         ServerOptions::default()
             .without_module()

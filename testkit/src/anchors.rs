@@ -33,29 +33,37 @@ pub fn build_command() -> String {
     )
 }
 
-/// `$env` if set, else `default`; panics (naming the build command) when the file is missing.
-fn anchor(env: &str, default: PathBuf, what: &str) -> PathBuf {
+/// `$env` if set, else `default`; when the file is missing, an error
+/// saying which path was looked at (`"{what} is missing: {path} does not
+/// exist."`), for the caller to add how to build it.
+fn anchor(env: &str, default: PathBuf, what: &str) -> Result<PathBuf, String> {
     let (path, from_env) = match std::env::var_os(env) {
         Some(p) if !p.is_empty() => (PathBuf::from(p), true),
         _ => (default, false),
     };
-    if !path.is_file() {
-        let origin = if from_env {
-            format!("{env}={}", path.display())
-        } else {
-            format!("{} (set {env} to use another)", path.display())
-        };
-        panic!(
-            "{what} is missing: {origin} does not exist. Build the reference \
-             implementations with:\n    {}",
-            build_command()
-        );
+    if path.is_file() {
+        return Ok(path);
     }
-    path
+    let origin = if from_env {
+        format!("{env}={}", path.display())
+    } else {
+        format!("{} (set {env} to use another)", path.display())
+    };
+    Err(format!("{what} is missing: {origin} does not exist."))
 }
 
-/// The redis-cell 0.5.0 module (`libredis_cell.so`).
-pub fn redis_cell_module() -> PathBuf {
+/// Panics with `missing` and the command that builds the anchors.
+fn or_build(found: Result<PathBuf, String>) -> PathBuf {
+    found.unwrap_or_else(|missing| {
+        panic!(
+            "{missing} Build the reference implementations with:\n    {}",
+            build_command()
+        )
+    })
+}
+
+/// The redis-cell 0.5.0 module (`libredis_cell.so`), or why it is missing.
+pub fn find_redis_cell_module() -> Result<PathBuf, String> {
     anchor(
         "SHIELD_REDIS_CELL",
         default_out().join("redis-cell/libredis_cell.so"),
@@ -63,8 +71,8 @@ pub fn redis_cell_module() -> PathBuf {
     )
 }
 
-/// The redis-server built with the native `GCRA` command.
-pub fn gcra_server() -> PathBuf {
+/// The redis-server built with the native `GCRA` command, or why it is missing.
+pub fn find_gcra_server() -> Result<PathBuf, String> {
     anchor(
         "SHIELD_GCRA_SERVER",
         default_out().join("redis-gcra/redis-server"),
@@ -72,20 +80,37 @@ pub fn gcra_server() -> PathBuf {
     )
 }
 
+/// The redis-cell 0.5.0 module (`libredis_cell.so`).
+pub fn redis_cell_module() -> PathBuf {
+    or_build(find_redis_cell_module())
+}
+
+/// The redis-server built with the native `GCRA` command.
+pub fn gcra_server() -> PathBuf {
+    or_build(find_gcra_server())
+}
+
 /// The Redis 7.0 binary that redis-cell 0.5.0 targets: `$SHIELD_REDIS7_BIN`,
 /// else `/usr/bin/redis-server` (Debian 12's Redis 7.0), whatever
-/// `SHIELD_SERVER_BIN` says.
-pub fn redis7_binary() -> PathBuf {
+/// `SHIELD_SERVER_BIN` says; or why it is missing.
+pub fn find_redis7_binary() -> Result<PathBuf, String> {
     let path = std::env::var_os("SHIELD_REDIS7_BIN")
         .filter(|p| !p.is_empty())
         .map_or_else(|| PathBuf::from("/usr/bin/redis-server"), PathBuf::from);
-    assert!(
-        path.is_file(),
-        "{} does not exist: redis-cell runs on Redis 7.0 (`apt-get install redis-server`, \
-         or set SHIELD_REDIS7_BIN)",
-        path.display()
-    );
-    path
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(format!(
+            "{} does not exist: redis-cell runs on Redis 7.0 (`apt-get install redis-server`, \
+             or set SHIELD_REDIS7_BIN)",
+            path.display()
+        ))
+    }
+}
+
+/// The Redis 7.0 binary that redis-cell 0.5.0 targets (see [`find_redis7_binary`]).
+pub fn redis7_binary() -> PathBuf {
+    find_redis7_binary().unwrap_or_else(|missing| panic!("{missing}"))
 }
 
 /// Options for a Redis 7.0 server with redis-cell loaded (and not this module).

@@ -9,6 +9,8 @@
 //! * [`shield`]: the SHIELD.* commands on any connection ([`ShieldCommands`]);
 //! * [`functions`]: the same operations through the module or the Functions
 //!   library `functions/shield.lua` ([`functions::Engine`]);
+//! * [`compat`]: what the compatibility tests share (servers side by side,
+//!   the tally of explained differences, random sequences, the timing guard);
 //! * [`rng`]: the seeded random generator ([`Rng`], `SHIELD_TEST_SEED`);
 //! * [`key_slot`]: Redis Cluster's key -> hash slot mapping.
 //!
@@ -19,6 +21,7 @@
 
 pub mod anchors;
 pub mod cluster;
+pub mod compat;
 pub mod functions;
 pub mod key_slot;
 pub mod pair;
@@ -34,4 +37,6 @@ pub use server::{
     info_field, module_path, read_aof, repo_root, server_binary, server_version_info,
     wait_for_replication, wait_until, Server, ServerOptions,
 };
-pub use shield::{absorb_cmd, AbsorbAllReply, ShieldCommands};
+pub use shield::{
+    absorb_cmd, keys_of_other_types, AbsorbAllReply, ShieldCommands, MALFORMED_NUMBERS,
+};

@@ -184,3 +184,41 @@ fn four(v: Vec<i64>, what: &str) -> [i64; 4] {
     v.try_into()
         .unwrap_or_else(|v| panic!("{what} answered {v:?}, not four integers"))
 }
+
+/// The malformed numbers every numeric argument must reject (empty, zero,
+/// signs, decimals, exponents, spaces, leading zeros, letters, binary, hex,
+/// inf, nan).
+pub const MALFORMED_NUMBERS: &[&[u8]] = &[
+    b"",
+    b"0",
+    b"-1",
+    b"+1",
+    b"1.5",
+    b"1e3",
+    b" 1",
+    b"01",
+    b"abc",
+    b"\x00",
+    b"\xff\xfe\r\n",
+    b"0x10",
+    b"inf",
+    b"nan",
+    b"-0",
+];
+
+/// Writes a key of each other type (`list`, `hash`, `set`, `zset`, named
+/// after it) and returns their names.
+pub fn keys_of_other_types(c: &mut redis::Connection) -> [&'static str; 4] {
+    for cmd in [
+        &["RPUSH", "list", "a"][..],
+        &["HSET", "hash", "f", "v"],
+        &["SADD", "set", "m"],
+        &["ZADD", "zset", "1", "m"],
+    ] {
+        let _: () = redis::cmd(cmd[0])
+            .arg(&cmd[1..])
+            .query(c)
+            .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    }
+    ["list", "hash", "set", "zset"]
+}
