@@ -373,10 +373,7 @@ fn documented_example_and_the_stored_tat() {
 
 #[test]
 fn a_peek_writes_nothing_and_replicates_nothing() {
-    let Pair { master, replica } = Pair::start(
-        ServerOptions::default(),
-        ServerOptions::default().without_module(),
-    );
+    let Pair { master, replica } = Pair::replica_without_module();
     let mut m = master.conn();
     let l = Limit::new(4, 1, 10);
     // No key: a full bucket, and still no key.
@@ -463,11 +460,8 @@ fn argument_errors() {
 
 #[test]
 fn a_replica_without_the_module_holds_the_same_bytes() {
-    let Pair { master, replica } = Pair::start(
-        ServerOptions::default(),
-        ServerOptions::default().without_module(),
-    );
-    let mut m = master.conn();
+    let pair = Pair::replica_without_module();
+    let mut m = pair.master.conn();
     let calls = [
         ("a", Limit::new(15, 30, 60), Some(1)),
         ("a", Limit::new(15, 30, 60), Some(7)),
@@ -480,16 +474,7 @@ fn a_replica_without_the_module_holds_the_same_bytes() {
     for (key, l, q) in calls {
         throttle(&mut m, key, l, q);
     }
-    assert_eq!(m.wait_replicas(1), 1);
-    let mut r = replica.conn();
-    for key in ["a", "inexact", "fast", "hour", "{tag}x"] {
-        let on_master = m.stored(key);
-        assert!(
-            on_master.0.is_some() && on_master.1 > 0,
-            "{key}: {on_master:?}"
-        );
-        assert_eq!(r.stored(key), on_master, "{key} on the replica");
-    }
+    pair.assert_same_bytes(&mut m, &["a", "inexact", "fast", "hour", "{tag}x"]);
 }
 
 /// A server started with `args` after `--loadmodule <module>` must fail to

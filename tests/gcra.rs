@@ -430,11 +430,8 @@ fn a_bad_stored_value_is_an_error_and_the_server_stays_up() {
 
 #[test]
 fn a_replica_without_the_module_holds_the_same_bytes() {
-    let Pair { master, replica } = Pair::start(
-        ServerOptions::default(),
-        ServerOptions::default().without_module(),
-    );
-    let mut m = master.conn();
+    let pair = Pair::replica_without_module();
+    let mut m = pair.master.conn();
     let calls = [
         ("a", Gcra::new(29, 30, 60, 0), Some(13)),
         ("half", Gcra::new(4, 3, 5, 1), Some(2)),
@@ -445,16 +442,7 @@ fn a_replica_without_the_module_holds_the_same_bytes() {
     for (key, g, t) in calls {
         gcra(&mut m, key, g, t);
     }
-    assert_eq!(m.wait_replicas(1), 1);
-    let mut r = replica.conn();
-    for key in ["a", "half", "quarter"] {
-        let on_master = m.stored(key);
-        assert!(
-            on_master.0.is_some() && on_master.1 > 0,
-            "{key}: {on_master:?}"
-        );
-        assert_eq!(r.stored(key), on_master, "{key} on the replica");
-    }
+    pair.assert_same_bytes(&mut m, &["a", "half", "quarter"]);
 }
 
 // ------------------------------------------- 4. differential against the native GCRA

@@ -61,10 +61,7 @@ fn legacy_integer_values_are_tokens_left() {
 #[test]
 fn a_denied_call_on_a_legacy_value_starts_its_refill() {
     // A replica without the module must end with the same bytes.
-    let Pair { master, replica } = Pair::start(
-        ServerOptions::default(),
-        ServerOptions::default().without_module(),
-    );
+    let Pair { master, replica } = Pair::replica_without_module();
     let mut c = master.conn();
 
     set(&mut c, "old", 3, Some(60));

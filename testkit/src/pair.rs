@@ -33,4 +33,30 @@ impl Pair {
     pub fn with_module() -> Pair {
         Pair::start(ServerOptions::default(), ServerOptions::default())
     }
+
+    /// The master with the module, the replica without it (it holds the
+    /// bytes the master's commands replicate), AOF off.
+    pub fn replica_without_module() -> Pair {
+        Pair::start(
+            ServerOptions::default(),
+            ServerOptions::default().without_module(),
+        )
+    }
+
+    /// Waits for the replica to acknowledge what `m` (a connection to the
+    /// master) wrote, then checks that each of `keys` is on the master with
+    /// an expiry and holds the same bytes and expiry on the replica.
+    pub fn assert_same_bytes(&self, m: &mut redis::Connection, keys: &[&str]) {
+        use crate::shield::ShieldCommands;
+        assert_eq!(m.wait_replicas(1), 1);
+        let mut r = self.replica.conn();
+        for &key in keys {
+            let on_master = m.stored(key);
+            assert!(
+                on_master.0.is_some() && on_master.1 > 0,
+                "{key}: {on_master:?}"
+            );
+            assert_eq!(r.stored(key), on_master, "{key} on the replica");
+        }
+    }
 }
