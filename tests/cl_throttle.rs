@@ -29,9 +29,9 @@ use std::time::{Duration, Instant};
 
 use shield_testkit::anchors::{redis7_shield_options, redis_cell_options};
 use shield_testkit::compat::{
-    ceil_div, check_exact, check_timing, five_integers, log_uniform, note_differences,
-    print_sequences, random_burst, random_steps, run_until_judged, Reply, SideBySide, Step, Tally,
-    TooSlow,
+    ceil_div, check_exact, check_fresh_key, check_timing, five_integers, log_uniform,
+    note_differences, print_sequences, random_burst, random_steps, run_until_judged, Reply,
+    SideBySide, Step, Tally, TooSlow,
 };
 use shield_testkit::{
     info_field, module_path, server_binary, wait_until, Pair, Rng, Server, ServerOptions,
@@ -621,19 +621,14 @@ fn differential_fresh_keys_at_any_rate() {
         compare(&mut tally, &what, l, quantity, (ours, 0), (theirs, 0));
         // Ours: the TAT is the call's whole ms plus the exact quantity's time, rounded up.
         let stored = tat(&mut both.ours, &key);
-        if ours[0] == 0 && quantity > 0 {
-            let drained = ceil_div(
+        let drained = (ours[0] == 0 && quantity > 0).then(|| {
+            ceil_div(
                 i128::from(quantity) * i128::from(period) * NS_PER_S,
                 i128::from(count),
-            );
-            match stored {
-                Some(ns) => assert_eq!((ns - drained) % NS_PER_MS, 0, "{what}: TAT {ns}"),
-                // At a fast rate the key may have expired already.
-                None => assert!(drained < NS_PER_S, "{what}: no key"),
-            }
-        } else {
-            assert_eq!(stored, None, "{what}: a peek or a denial wrote a key");
-        }
+            )
+        });
+        let units = (NS_PER_MS, NS_PER_S);
+        check_fresh_key(&what, stored, drained, units, "a peek or a denial");
     }
     tally.print("CL.THROTTLE vs redis-cell, fresh keys");
 }
@@ -828,6 +823,18 @@ const DRAINED: Limit = Limit::new(4, 1, 3600); // 5 tokens, one an hour
 const PARTIAL: Limit = Limit::new(9, 1, 3600); // 10 tokens, one an hour
 const ODD: Limit = Limit::new(9, 7, 3600); // 10 tokens, 7 an hour: inexact interval
 
+/// `drained` emptied (5 of 5 tokens), 3 of `partial`'s 10 taken.
+fn drain_and_take_3(c: &mut redis::Connection) {
+    assert_eq!(
+        throttle(c, "drained", DRAINED, Some(5)),
+        [0, 5, 0, -1, 18000]
+    );
+    assert_eq!(
+        throttle(c, "partial", PARTIAL, Some(3)),
+        [0, 10, 7, -1, 10800]
+    );
+}
+
 /// What redis-shield stores after reading a TAT written by someone else
 /// (`theirs`, in ns) and taking `quantity`: the TAT is read as the first of
 /// its ticks (1/count ms) on or after it, then moves by the exact interval.
@@ -862,14 +869,7 @@ fn migrate_both_ways(aof: bool) {
     let cell = on(redis_cell_options(), &dir, aof);
     let mut c = cell.conn();
     let start = Instant::now();
-    assert_eq!(
-        throttle(&mut c, "drained", DRAINED, Some(5)),
-        [0, 5, 0, -1, 18000]
-    );
-    assert_eq!(
-        throttle(&mut c, "partial", PARTIAL, Some(3)),
-        [0, 10, 7, -1, 10800]
-    );
+    drain_and_take_3(&mut c);
     assert_eq!(throttle(&mut c, "odd", ODD, Some(2))[..3], [0, 10, 8]);
     if aof {
         // redis-cell's AOF holds its commands verbatim: rewrite it, so that
@@ -956,14 +956,7 @@ fn migration_through_an_aof_of_redis_cell_commands() {
     let dir = DataDir::new("cell-aof-commands");
     let cell = on(redis_cell_options(), &dir, true);
     let mut c = cell.conn();
-    assert_eq!(
-        throttle(&mut c, "drained", DRAINED, Some(5)),
-        [0, 5, 0, -1, 18000]
-    );
-    assert_eq!(
-        throttle(&mut c, "partial", PARTIAL, Some(3)),
-        [0, 10, 7, -1, 10800]
-    );
+    drain_and_take_3(&mut c);
     assert_eq!(throttle(&mut c, "partial", PARTIAL, Some(0))[2], 7);
     assert_eq!(
         throttle(&mut c, "partial", PARTIAL, Some(99))[..3],

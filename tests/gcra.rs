@@ -26,9 +26,9 @@ use std::time::{Duration, Instant};
 
 use shield_testkit::anchors::native_gcra_options;
 use shield_testkit::compat::{
-    ceil_div, check_exact, check_timing, five_integers, log_uniform, note_differences,
-    print_sequences, random_burst, random_steps, run_until_judged, Reply, SideBySide, Step, Tally,
-    TooSlow,
+    ceil_div, check_exact, check_fresh_key, check_timing, five_integers, log_uniform,
+    note_differences, print_sequences, random_burst, random_steps, run_until_judged, Reply,
+    SideBySide, Step, Tally, TooSlow,
 };
 use shield_testkit::{module_path, Pair, Rng, Server, ServerOptions, ShieldCommands};
 
@@ -536,16 +536,9 @@ fn differential_fresh_keys_at_any_rate() {
         compare(&mut tally, &what, g, count, ours, 0, theirs, 0, 0);
         // Ours: full again at the call's whole ms plus the exact time of the tokens.
         let full_at = ours_full_at(&mut both.ours, &key, g);
-        if ours[0] == 0 {
-            let drained = g.interval() * i128::from(count);
-            match full_at {
-                Some(at) => assert_eq!((at - drained) % (1000 * g.per_us()), 0, "{what}"),
-                // At a fast rate the key may have expired already.
-                None => assert!(drained < g.second(), "{what}: no key"),
-            }
-        } else {
-            assert_eq!(full_at, None, "{what}: a denial wrote a key");
-        }
+        let drained = (ours[0] == 0).then(|| g.interval() * i128::from(count));
+        let units = (1000 * g.per_us(), g.second());
+        check_fresh_key(&what, full_at, drained, units, "a denial");
     }
     tally.print("GCRA vs native, fresh keys");
 }

@@ -212,3 +212,23 @@ pub fn note_differences(
         });
     }
 }
+
+/// What one call on a fresh key left: `stored` is the moment the bucket is
+/// full again (None: no key), in units of which `ms` make a millisecond and
+/// `second` a second. A call that took tokens (`drained`: their exact time)
+/// stores the call's whole ms plus exactly that, or at a fast rate (under a
+/// second) may have expired already; one that took none (`drained` None)
+/// writes no key (`nothing_taken` says which calls those are).
+pub fn check_fresh_key(
+    what: &str,
+    stored: Option<i128>,
+    drained: Option<i128>,
+    (ms, second): (i128, i128),
+    nothing_taken: &str,
+) {
+    match (drained, stored) {
+        (Some(drained), Some(at)) => assert_eq!((at - drained) % ms, 0, "{what}: stored {at}"),
+        (Some(drained), None) => assert!(drained < second, "{what}: no key"),
+        (None, _) => assert_eq!(stored, None, "{what}: {nothing_taken} wrote a key"),
+    }
+}
