@@ -686,13 +686,7 @@ fn run_sequence(
         }
         let ours_tat = tat(&mut both.ours, key);
         let theirs_tat = tat(&mut both.theirs, key);
-        // Judged only while the real time since the full moment is well
-        // below the positions that matter.
-        check_timing(
-            exact_ttl + exact_after > 0,
-            new_origin.or(origin).map(|(_, at)| at),
-            budget,
-        )?;
+        check_timing(exact_ttl + exact_after > 0, new_origin.or(origin), budget)?;
         let what = format!(
             "CL.THROTTLE {key} {} {quantity} (step {n}, after {delta} s; steps {steps:?})",
             l.args()
@@ -756,13 +750,7 @@ fn differential_sequences_with_time_passing() {
         inexact += u32::from(l.inexact());
         let cap = burst + 1;
         let full_s = (u128::from(cap) * u128::from(period)).div_ceil(u128::from(count)) as u64;
-        let steps = random_steps(&mut rng, full_s, |rng| match rng.below(20) {
-            0..=2 => 0,
-            3..=9 => 1,
-            10..=15 => 1 + rng.below(cap),
-            16..=17 => cap,
-            _ => cap + 1 + rng.below(5),
-        });
+        let steps = random_steps(&mut rng, full_s, cap, true);
         run_until_judged(s, &mut tally, &mut too_slow, |key| {
             run_sequence(&mut both, key, l, &steps)
         });

@@ -113,13 +113,12 @@ pub fn random_burst(rng: &mut Rng) -> u64 {
     }
 }
 
-/// 14 random steps: no time passing 4 times in 10, else up to `full_s + 1`
-/// seconds; the quantity from `quantity`.
-pub fn random_steps(
-    rng: &mut Rng,
-    full_s: u64,
-    mut quantity: impl FnMut(&mut Rng) -> u64,
-) -> Vec<Step> {
+/// 14 random steps on a bucket of `cap` tokens that is full again after
+/// `full_s` seconds: no time passing 4 times in 10, else up to `full_s + 1`
+/// seconds; then a call for 1 token 10 times in 20 (with `peeks`, 3 of
+/// those for 0 tokens), for 1 to `cap` 6 times, `cap` 2 times, and above
+/// `cap` 2 times.
+pub fn random_steps(rng: &mut Rng, full_s: u64, cap: u64, peeks: bool) -> Vec<Step> {
     (0..14)
         .map(|_| {
             let delta = if rng.below(10) < 4 {
@@ -127,16 +126,29 @@ pub fn random_steps(
             } else {
                 rng.below(full_s + 2)
             };
-            (delta, quantity(rng))
+            let quantity = match rng.below(20) {
+                0..=2 if peeks => 0,
+                0..=9 => 1,
+                10..=15 => 1 + rng.below(cap),
+                16..=17 => cap,
+                _ => cap + 1 + rng.below(5),
+            };
+            (delta, quantity)
         })
         .collect()
 }
 
-/// The timing guard of a sequence: `Err` when the bucket is not full
-/// (`busy`) and the real time since its last full moment (the new one, else
-/// the previous one) is over `budget`.
-pub fn check_timing(busy: bool, origin: Option<Instant>, budget: Duration) -> Result<(), TooSlow> {
-    match origin.map(|at| at.elapsed()) {
+/// The timing guard of a sequence: a call is judged only while the real
+/// time since the bucket's last full moment (`origin`: the new one, else the
+/// previous one; its simulated time and when it was) is well below the
+/// positions that matter (`budget`); `Err` when the bucket is not full
+/// (`busy`) and that time is over `budget`.
+pub fn check_timing<T>(
+    busy: bool,
+    origin: Option<(T, Instant)>,
+    budget: Duration,
+) -> Result<(), TooSlow> {
+    match origin.map(|(_, at)| at.elapsed()) {
         Some(t) if busy && t > budget => Err(TooSlow(t)),
         _ => Ok(()),
     }
