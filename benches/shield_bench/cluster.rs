@@ -324,7 +324,7 @@ pub fn run_cluster(cfg: &Config, res: &mut Results) -> Result<(), String> {
             for scenario in Scenario::ALL {
                 for strategy in Strategy::ALL {
                     done += 1;
-                    let (r, disturbed) = quiet_run(cfg, &mut res.discarded, || {
+                    let (r, disturbed) = quiet_run(cfg, &mut res.quiet, || {
                         let mut w = ClusterWorkload {
                             scenario,
                             strategy,

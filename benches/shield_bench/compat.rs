@@ -450,7 +450,15 @@ fn ratio_cell(
     value: impl Fn(&Figure) -> f64,
 ) -> String {
     match (num, den) {
-        (Some(a), Some(b)) if a.valid() && b.valid() => fmt_ratio(value(a) / value(b)),
+        (Some(a), Some(b)) if a.valid() && b.valid() => format!(
+            "{}{}",
+            fmt_ratio(value(a) / value(b)),
+            if a.disturbed + b.disturbed > 0 {
+                " †"
+            } else {
+                ""
+            }
+        ),
         (Some(_), Some(_)) => "INVALID".into(),
         _ => "-".into(),
     }
@@ -548,6 +556,7 @@ pub fn markdown(cfg: &Config, res: &Results, w: &mut String) {
             "p99 P1 | | "
         }
     );
+    let mut any_disturbed = false;
     for c in COMPARISONS {
         let mut cells = Vec::new();
         for i in 0..3 {
@@ -564,6 +573,7 @@ pub fn markdown(cfg: &Config, res: &Results, w: &mut String) {
                 "-".into()
             });
         }
+        any_disturbed |= cells.iter().any(|c| c.ends_with('†'));
         let _ = writeln!(
             w,
             "| {} | {} | {} | {} |",
@@ -574,6 +584,13 @@ pub fn markdown(cfg: &Config, res: &Results, w: &mut String) {
         );
     }
     let _ = writeln!(w);
+    if any_disturbed {
+        let _ = writeln!(
+            w,
+            "†: a run behind one of the two figures was disturbed by other load on the machine \
+             (every attempt at it was; the least disturbed one was kept, see the tables below).\n"
+        );
+    }
 
     if !res.reply_checks.is_empty() {
         let bad = res.reply_checks.iter().filter(|r| r.1.is_err()).count();

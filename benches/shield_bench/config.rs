@@ -23,6 +23,8 @@ pub struct Config {
     /// A run in which other load took more than this % of a pinned core is redone.
     pub max_other_cpu: f64,
     pub retries: usize,
+    /// Before a retry, wait at most this long for the pinned cores to be quiet.
+    pub quiet_wait: Duration,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -134,6 +136,7 @@ impl Config {
             update_doc: !quick && env("SHIELD_BENCH_OUT").is_none(),
             max_other_cpu: env_num("SHIELD_BENCH_MAX_OTHER_CPU", 15.0),
             retries: env_num("SHIELD_BENCH_RETRIES", 2),
+            quiet_wait: Duration::from_secs_f64(env_num("SHIELD_BENCH_QUIET_WAIT", 0.0)),
             out_dir,
             command_line,
         }

@@ -227,8 +227,24 @@ pub fn markdown(cfg: &Config, res: &Results, elapsed: Duration, date: &str) -> S
         w,
         "| quiet runs | a run during which other load took more than {:.0} % of a pinned core \
          (`/proc/stat` busy time minus the benchmark's own processes) is discarded and redone, \
-         up to {} times: {} run(s) discarded in this run |",
-        cfg.max_other_cpu, cfg.retries, res.discarded
+         up to {} times{}: {} run(s) discarded in this run{} |",
+        cfg.max_other_cpu,
+        cfg.retries,
+        if cfg.quiet_wait.is_zero() {
+            String::new()
+        } else {
+            format!(
+                ", each retry after waiting (at most {:.0} s) until the pinned cores have been \
+                 quiet for 0.5 s",
+                cfg.quiet_wait.as_secs_f64()
+            )
+        },
+        res.quiet.discarded,
+        if cfg.quiet_wait.is_zero() {
+            String::new()
+        } else {
+            format!(", {:.0} s spent waiting", res.quiet.waited)
+        }
     );
     let _ = writeln!(w, "| method | closed loop; {} |\n", cfg.describe_load());
 

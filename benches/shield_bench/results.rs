@@ -1,10 +1,11 @@
 //! Figures: the runs behind each number, and how they are summarized.
 
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use crate::cluster::{Scenario, Strategy};
 use crate::config::Config;
-use crate::loadgen::RunResult;
+use crate::loadgen::{cores_busy_seconds, RunResult};
 use crate::workloads::Srv;
 
 pub fn median(mut v: Vec<f64>) -> f64 {
@@ -88,8 +89,9 @@ pub struct Results {
     pub cluster: HashMap<(Scenario, Strategy, usize), Figure>,
     pub cluster_note: Option<String>,
     pub cluster_path: Option<String>,
-    /// Runs discarded because other load took CPU from the pinned cores.
-    pub discarded: usize,
+    /// Runs discarded because other load took CPU from the pinned cores,
+    /// and time spent waiting for quiet cores.
+    pub quiet: Quiet,
     /// The servers of the single-node section: role, binary, what is loaded.
     pub servers: Vec<ServerDesc>,
     /// The compatibility commands' replies checked before timing them.
@@ -119,7 +121,7 @@ impl Results {
             cluster: HashMap::new(),
             cluster_note: None,
             cluster_path: None,
-            discarded: 0,
+            quiet: Quiet::default(),
             servers: Vec::new(),
             reply_checks: Vec::new(),
         }
@@ -131,13 +133,44 @@ impl Results {
     }
 }
 
+#[derive(Default)]
+pub struct Quiet {
+    /// Runs discarded because other load took CPU from the pinned cores.
+    pub discarded: usize,
+    /// Seconds spent waiting for the pinned cores to be quiet before a retry.
+    pub waited: f64,
+}
+
+/// Waits until the pinned cores have been quiet (their busy time, ours
+/// included, at most `SHIELD_BENCH_MAX_OTHER_CPU` % of a core) for one window
+/// of 0.5 s, at most `SHIELD_BENCH_QUIET_WAIT` seconds; returns the seconds
+/// waited. Between runs the benchmark's own processes are idle.
+pub fn wait_for_quiet(cfg: &Config) -> f64 {
+    let cores = cfg.cores();
+    let started = Instant::now();
+    if cores.is_empty() || cfg.quiet_wait.is_zero() {
+        return 0.0;
+    }
+    while started.elapsed() < cfg.quiet_wait {
+        let (t0, b0) = (Instant::now(), cores_busy_seconds(&cores));
+        std::thread::sleep(Duration::from_millis(500));
+        let busy = (cores_busy_seconds(&cores) - b0) / t0.elapsed().as_secs_f64();
+        if !busy.is_finite() || busy * 100.0 <= cfg.max_other_cpu {
+            break;
+        }
+    }
+    started.elapsed().as_secs_f64()
+}
+
 /// Runs `once` until other load on the pinned cores stays under the limit
 /// (`SHIELD_BENCH_MAX_OTHER_CPU` % of a core), at most `1 + SHIELD_BENCH_RETRIES`
-/// times. Disturbed attempts are discarded (and counted); if every attempt is
-/// disturbed the least disturbed one is kept and reported as such.
+/// times; with `SHIELD_BENCH_QUIET_WAIT`, each retry first waits for quiet
+/// cores ([`wait_for_quiet`]). Disturbed attempts are discarded (and
+/// counted); if every attempt is disturbed the least disturbed one is kept
+/// and reported as such.
 pub fn quiet_run(
     cfg: &Config,
-    discarded: &mut usize,
+    quiet: &mut Quiet,
     mut once: impl FnMut() -> Result<RunResult, String>,
 ) -> Result<(RunResult, bool), String> {
     let mut best: Option<RunResult> = None;
@@ -152,12 +185,15 @@ pub fn quiet_run(
             "      (other load took {other:.0} % of a pinned core: run discarded{})",
             if attempt < cfg.retries { ", again" } else { "" }
         );
-        *discarded += 1;
+        quiet.discarded += 1;
         if best.as_ref().is_none_or(|b| r.other_cpu < b.other_cpu) {
             best = Some(r);
         }
+        if attempt < cfg.retries {
+            quiet.waited += wait_for_quiet(cfg);
+        }
     }
-    *discarded -= 1; // the one kept
+    quiet.discarded -= 1; // the one kept
     Ok((best.expect("at least one attempt"), true))
 }
 

@@ -115,7 +115,7 @@ pub fn run_single(cfg: &Config, res: &mut Results) -> Result<(), String> {
                 let addr = addr_of(on);
                 for &depth in &cfg.pipelines {
                     done += 1;
-                    let (r, disturbed) = quiet_run(cfg, &mut res.discarded, || {
+                    let (r, disturbed) = quiet_run(cfg, &mut res.quiet, || {
                         setup_spec(addr, s, &sha)?;
                         let mut w = SingleWorkload::new(s, depth, &sha);
                         loadgen::run(RunSpec {
