@@ -279,7 +279,9 @@ local function read(key, l, now)
     -- A 1.x value: tokens left now, clamped to 0..capacity.
     local negative = string.byte(v, 1) == 45 -- '-'
     local digits = u64_digits(negative and string.sub(v, 2) or v)
-    if not digits then
+    -- A count beyond any capacity (10^15) is not a 1.x bucket (a
+    -- CL.THROTTLE TAT in nanoseconds would read as a full bucket).
+    if not digits or not digits_le(digits, "1000000000000000") then
         return nil, fail(E_NOT_BUCKET)
     end
     local left

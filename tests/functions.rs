@@ -453,13 +453,13 @@ fn one_x_values_and_remainders_of_other_limits_on_both_engines() {
         // 1.x integer values: tokens left now, stored by the first absorb
         // even when it is denied.
         let legacy: [(&str, &[u8]); 7] = [
+            ("oldmax", b"1000000000000000"),
             ("old5", b"5"),
             ("old0", b"0"),
             ("old7z", b"007"),
             ("oldneg", b"-4"),
             ("oldnegz", b"-0"),
             ("oldbig", b"500"),
-            ("oldhuge", b"18446744073709551615"),
         ];
         for (key, v) in legacy {
             set_px(c, key, v, Some(now + 60_000));
@@ -468,6 +468,23 @@ fn one_x_values_and_remainders_of_other_limits_on_both_engines() {
             run_checked(c, engine, &absorb(key, 10, 10, Some(2), false));
         }
         assert_eq!(c.stored("oldbig").0.as_deref(), Some(&b"~0"[..]));
+        // A count beyond any capacity is no 1.x bucket: a CL.THROTTLE TAT
+        // (nanoseconds) on the same key must not read as a full bucket.
+        for (key, v) in [
+            ("oldhuge", &b"18446744073709551615"[..]),
+            ("tat", b"1795689325000123456"),
+        ] {
+            set_px(c, key, v, Some(now + 60_000));
+            let err = shield_testkit::functions::error_of(
+                c,
+                &engine.absorb_cmd(key.as_bytes(), &[b"10", b"10"]),
+            );
+            assert!(
+                err.contains("not a redis-shield bucket"),
+                "{engine} {key}: {err}"
+            );
+            assert_eq!(c.stored(key).0.as_deref(), Some(v), "untouched");
+        }
         // Denied on a 1.x value: stored in the 2.x form.
         set_px(c, "olddeny", b"3", Some(now + 60_000));
         assert_eq!(

@@ -137,3 +137,29 @@ fn a_denied_absorball_stores_its_legacy_buckets() {
     assert_eq!(c.stored("{u}old").0.as_deref(), Some(&b"~0"[..]));
     assert_eq!(c.stored("{u}new"), new_before);
 }
+
+/// A key drained by `CL.THROTTLE` holds a TAT in nanoseconds: read as a 1.x
+/// count it would be a full bucket and admit. It is an error instead, and
+/// nothing is written.
+#[test]
+fn a_cl_throttle_key_is_no_legacy_bucket() {
+    let s = Server::start(ServerOptions::default());
+    let mut c = s.conn();
+    let throttle = |c: &mut redis::Connection| -> Vec<i64> {
+        redis::cmd("CL.THROTTLE")
+            .arg(&["c", "0", "1", "3600"])
+            .query(c)
+            .unwrap()
+    };
+    assert_eq!(throttle(&mut c)[0], 0);
+    assert_eq!(throttle(&mut c)[0], 1, "drained");
+    let before = c.stored("c");
+    for cmd in [
+        &["SHIELD.absorb", "c", "1", "3600"][..],
+        &["GCRA", "c", "0", "1", "3600"],
+    ] {
+        let err = c.command_err(cmd[0], &cmd[1..]);
+        assert!(err.contains("not a redis-shield bucket"), "{cmd:?}: {err}");
+    }
+    assert_eq!(c.stored("c"), before, "untouched");
+}

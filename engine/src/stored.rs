@@ -231,11 +231,16 @@ fn parse_digits(digits: &[u8]) -> Option<u64> {
 
 /// A 1.x value: a decimal integer, possibly negative (a 1.x counter that
 /// went below zero counts as empty).
+///
+/// A count beyond any capacity (above 10^15) is not a 1.x bucket: a
+/// redis-cell TAT (nanoseconds, 19 digits) written by `CL.THROTTLE` on the
+/// same key would otherwise read as a full bucket and hand out tokens.
 fn parse_legacy(value: &[u8]) -> Option<i128> {
-    match value.split_first() {
+    let count = match value.split_first() {
         Some((b'-', digits)) => parse_digits(digits).map(|d| -i128::from(d)),
         _ => parse_digits(value).map(i128::from),
-    }
+    }?;
+    (count.unsigned_abs() <= u128::from(crate::limit::MAX_CAPACITY)).then_some(count)
 }
 
 #[cfg(test)]
@@ -321,6 +326,9 @@ mod tests {
             b"~7/5",
             b"~1/2/3",
             b"~1/x",
+            // A CL.THROTTLE (redis-cell) TAT on the same key: not a count.
+            b"1795689325000123456",
+            b"1000000000000001",
         ] {
             assert_eq!(
                 decode(limit, v, Some(5), 0),
