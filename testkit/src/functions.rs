@@ -12,11 +12,16 @@
 //!     assert_eq!(engine.absorb(&mut c, "user123", 30, 60, Some(13)), 17);
 //! }
 //! ```
+//!
+//! A test file writes a case once, as `fn case(engine: Engine)`, and
+//! [`engine_tests!`](crate::engine_tests) makes one `#[test]` per engine
+//! of it: `case::module` and `case::library`.
 
 use std::fmt;
 
 use redis::{ConnectionLike, RedisResult, Value};
 
+use crate::pair::Pair;
 use crate::server::{repo_root, Server, ServerOptions};
 use crate::shield::AbsorbAllReply;
 
@@ -62,14 +67,47 @@ impl Engine {
     /// A server that speaks this engine only: with the module, or without
     /// it and with the library loaded.
     pub fn start_server(self) -> Server {
+        self.start(ServerOptions::default())
+    }
+
+    /// `opts` for a server of this engine: as they are for the module;
+    /// without the module for the library.
+    pub fn server_options(self, opts: ServerOptions) -> ServerOptions {
         match self {
-            Engine::Module => Server::start(ServerOptions::default()),
-            Engine::Library => {
-                let s = Server::start(ServerOptions::default().without_module());
-                load_library(&mut s.conn());
-                s
-            }
+            Engine::Module => opts,
+            Engine::Library => opts.without_module(),
         }
+    }
+
+    /// A server of this engine with `opts` (AOF, arguments...): the module
+    /// loaded, or no module and the library loaded (`FUNCTION LOAD`, which
+    /// the server persists and replicates like data).
+    pub fn start(self, opts: ServerOptions) -> Server {
+        let s = Server::start(self.server_options(opts));
+        if self == Engine::Library {
+            load_library(&mut s.conn());
+        }
+        s
+    }
+
+    /// A master of this engine (see [`Engine::start`]) and a synced replica
+    /// started with `replica` as given (with or without the module: a
+    /// replica needs neither to hold a bucket; it has the library by
+    /// replication).
+    pub fn start_pair_with(self, master: ServerOptions, replica: ServerOptions) -> Pair {
+        let master = self.start(master);
+        let replica = Server::start_replica(&master, replica);
+        Pair { master, replica }
+    }
+
+    /// A master and a replica that both speak this engine only: both with
+    /// the module, or both without it (the library loaded on the master,
+    /// replicated to the replica).
+    pub fn start_pair(self) -> Pair {
+        self.start_pair_with(
+            ServerOptions::default(),
+            self.server_options(ServerOptions::default()),
+        )
     }
 
     /// `SHIELD.absorb key args...` / `FCALL shield_absorb 1 key args...`,
@@ -104,6 +142,64 @@ impl Engine {
             cmd.arg(*a);
         }
         cmd
+    }
+
+    /// `SHIELD.absorb args...` / `FCALL shield_absorb 1 args...`: the
+    /// module's argument list (key first) as this engine takes it; no
+    /// arguments at all is `FCALL shield_absorb 0` (for arity cases).
+    pub fn absorb_args_cmd(self, args: &[&[u8]]) -> redis::Cmd {
+        self.single_args("SHIELD.absorb", "shield_absorb", "FCALL", args)
+    }
+
+    /// `SHIELD.inspect args...` / `FCALL_RO shield_inspect 1 args...`, like
+    /// [`Engine::absorb_args_cmd`].
+    pub fn inspect_args_cmd(self, args: &[&[u8]]) -> redis::Cmd {
+        self.single_args("SHIELD.inspect", "shield_inspect", "FCALL_RO", args)
+    }
+
+    fn single_args(self, command: &str, function: &str, fcall: &str, args: &[&[u8]]) -> redis::Cmd {
+        match args.split_first() {
+            Some((key, rest)) => self.single(command, function, fcall, key, rest),
+            None => match self {
+                Engine::Module => redis::cmd(command),
+                Engine::Library => {
+                    let mut c = redis::cmd(fcall);
+                    c.arg(function).arg(0);
+                    c
+                }
+            },
+        }
+    }
+
+    /// `SHIELD.absorball args...` with the module's flat argument list
+    /// (`k1 c1 p1 t1 k2 ...`, possibly malformed), as this engine takes it:
+    /// for the library every fourth argument from the first is a key and
+    /// the others follow the keys in order, so a list of the wrong length
+    /// stays one (`k 1 1 1 j` is `FCALL shield_absorball 2 k j 1 1 1`).
+    pub fn absorb_all_args_cmd(self, args: &[&[u8]]) -> redis::Cmd {
+        match self {
+            Engine::Module => {
+                let mut cmd = redis::cmd("SHIELD.absorball");
+                for a in args {
+                    cmd.arg(*a);
+                }
+                cmd
+            }
+            Engine::Library => {
+                let keys: Vec<&[u8]> = args.iter().step_by(4).copied().collect();
+                let mut cmd = redis::cmd("FCALL");
+                cmd.arg("shield_absorball").arg(keys.len());
+                for k in &keys {
+                    cmd.arg(*k);
+                }
+                for (i, a) in args.iter().enumerate() {
+                    if i % 4 != 0 {
+                        cmd.arg(*a);
+                    }
+                }
+                cmd
+            }
+        }
     }
 
     /// `SHIELD.absorball k1 c1 p1 t1 ...` / `FCALL shield_absorball N k1..kN
@@ -153,6 +249,19 @@ impl Engine {
         self.absorb_cmd(key.as_bytes(), &args)
     }
 
+    /// Absorb: the server's answer (an integer reply or the error).
+    pub fn try_absorb<C: ConnectionLike>(
+        self,
+        c: &mut C,
+        key: &str,
+        capacity: u64,
+        period: u64,
+        tokens: Option<u64>,
+    ) -> RedisResult<i64> {
+        self.absorb_typed_cmd(key, capacity, period, tokens, false)
+            .query(c)
+    }
+
     /// Absorb, expecting an integer reply.
     pub fn absorb<C: ConnectionLike>(
         self,
@@ -186,6 +295,23 @@ impl Engine {
             .unwrap_or_else(|v| panic!("{self} WITHDETAILS answered {v:?}"))
     }
 
+    /// Inspect: the server's answer, `[available, capacity, next_ms,
+    /// full_ms]` when it is not an error.
+    pub fn try_inspect<C: ConnectionLike>(
+        self,
+        c: &mut C,
+        key: &str,
+        capacity: u64,
+        period: u64,
+    ) -> RedisResult<[i64; 4]> {
+        let (cap, per) = (capacity.to_string(), period.to_string());
+        let v: Vec<i64> = self
+            .inspect_cmd(key.as_bytes(), &[cap.as_bytes(), per.as_bytes()])
+            .query(c)?;
+        Ok(v.try_into()
+            .unwrap_or_else(|v| panic!("{self} inspect answered {v:?}")))
+    }
+
     /// Inspect: `[available, capacity, next_ms, full_ms]`.
     pub fn inspect<C: ConnectionLike>(
         self,
@@ -194,13 +320,8 @@ impl Engine {
         capacity: u64,
         period: u64,
     ) -> [i64; 4] {
-        let (cap, per) = (capacity.to_string(), period.to_string());
-        let v: Vec<i64> = self
-            .inspect_cmd(key.as_bytes(), &[cap.as_bytes(), per.as_bytes()])
-            .query(c)
-            .unwrap_or_else(|e| panic!("{self} inspect {key:?} {capacity} {period}: {e}"));
-        v.try_into()
-            .unwrap_or_else(|v| panic!("{self} inspect answered {v:?}"))
+        self.try_inspect(c, key, capacity, period)
+            .unwrap_or_else(|e| panic!("{self} inspect {key:?} {capacity} {period}: {e}"))
     }
 
     /// Absorball with `(key, capacity, period, tokens)` groups: the reply or
@@ -233,6 +354,21 @@ impl Engine {
     }
 }
 
+/// `COMMAND GETKEYS <cmd's arguments>`: the keys the server finds in `cmd`
+/// (the key specs of a module command, the declared keys of an `FCALL`).
+pub fn getkeys<C: ConnectionLike>(c: &mut C, cmd: &redis::Cmd) -> Vec<String> {
+    let mut getkeys = redis::cmd("COMMAND");
+    getkeys.arg("GETKEYS");
+    for a in cmd.args_iter() {
+        if let redis::Arg::Simple(b) = a {
+            getkeys.arg(b);
+        }
+    }
+    getkeys
+        .query(c)
+        .unwrap_or_else(|e| panic!("COMMAND GETKEYS {}: {e}", cmd_text(cmd)))
+}
+
 /// Runs `cmd` expecting an error; returns it as the server wrote it
 /// (`CODE detail`).
 pub fn error_of<C: ConnectionLike>(c: &mut C, cmd: &redis::Cmd) -> String {
@@ -255,4 +391,38 @@ pub fn cmd_text(cmd: &redis::Cmd) -> String {
         })
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// One `#[test]` per engine for each case: for every `fn case(engine:
+/// Engine)` named, a module `case` with the tests `module` and `library`
+/// (so a failure reads `case::library`, and `cargo test ::library` runs every
+/// case on the library).
+///
+/// ```no_run
+/// use shield_testkit::functions::Engine;
+///
+/// fn documented_example(engine: Engine) {
+///     let s = engine.start_server();
+///     assert_eq!(engine.absorb(&mut s.conn(), "k", 30, 60, Some(13)), 17, "{engine}");
+/// }
+///
+/// shield_testkit::engine_tests!(documented_example);
+/// # fn main() {}
+/// ```
+#[macro_export]
+macro_rules! engine_tests {
+    ($($case:ident),+ $(,)?) => {
+        $(
+            mod $case {
+                #[test]
+                fn module() {
+                    super::$case($crate::functions::Engine::Module)
+                }
+                #[test]
+                fn library() {
+                    super::$case($crate::functions::Engine::Library)
+                }
+            }
+        )+
+    };
 }

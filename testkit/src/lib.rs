@@ -8,7 +8,8 @@
 //!   health, and slot migrations;
 //! * [`shield`]: the SHIELD.* commands on any connection ([`ShieldCommands`]);
 //! * [`functions`]: the same operations through the module or the Functions
-//!   library `functions/shield.lua` ([`functions::Engine`]);
+//!   library `functions/shield.lua` ([`functions::Engine`]), and
+//!   [`engine_tests!`], one `#[test]` per engine for each case;
 //! * [`compat`]: what the compatibility tests share (servers side by side,
 //!   the tally of explained differences, random sequences, the timing guard);
 //! * [`rng`]: the seeded random generator ([`Rng`], `SHIELD_TEST_SEED`);

@@ -58,6 +58,9 @@ pub struct ClusterOptions {
     pub appendonly: Option<bool>,
     /// The server binary; `None`: [`server_binary()`].
     pub binary: Option<PathBuf>,
+    /// Start the nodes without the module (for the Functions library, which
+    /// the test then loads with `FUNCTION LOAD`).
+    pub without_module: bool,
 }
 
 impl ClusterOptions {
@@ -69,6 +72,9 @@ impl ClusterOptions {
         let mut opts = ServerOptions::default().appendonly(self.appendonly.unwrap_or(conf_aof));
         if let Some(bin) = &self.binary {
             opts = opts.binary(bin);
+        }
+        if self.without_module {
+            opts = opts.without_module();
         }
         for (name, value) in node_conf_options() {
             let value = match (name.as_str(), self.node_timeout_ms, self.appendonly) {
@@ -136,6 +142,12 @@ impl Cluster {
     /// restart server processes (`why` says which). If `REDIS_CLUSTER_URLS` is
     /// set, say loudly that this test does not run on it.
     pub fn own(why: &str) -> Cluster {
+        Cluster::own_with(why, ClusterOptions::default())
+    }
+
+    /// Like [`Cluster::own`], with `options` (for example a cluster without
+    /// the module).
+    pub fn own_with(why: &str, options: ClusterOptions) -> Cluster {
         if std::env::var(CLUSTER_URLS_ENV).is_ok_and(|u| !u.trim().is_empty()) {
             let test = std::thread::current()
                 .name()
@@ -152,7 +164,7 @@ impl Cluster {
             use std::io::Write;
             let _ = std::io::stderr().write_all(note.as_bytes());
         }
-        Cluster::start()
+        Cluster::start_with(options)
     }
 
     /// Use an existing cluster: comma-separated `redis://host:port` seeds.
@@ -185,8 +197,8 @@ impl Cluster {
         Cluster::start_with(ClusterOptions::default())
     }
 
-    /// Start six servers with the module and `options`, and join them into a
-    /// cluster; return once it is healthy. Panics (with the node logs) if it
+    /// Start six servers with the module (unless `options.without_module`)
+    /// and `options`, and join them into a cluster; return once it is healthy. Panics (with the node logs) if it
     /// does not get there.
     pub fn start_with(options: ClusterOptions) -> Cluster {
         let started = Instant::now();
