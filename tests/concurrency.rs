@@ -1,4 +1,5 @@
-//! Many clients on one key: exactly `capacity` tokens in total.
+//! Many clients on one key: exactly `capacity` tokens in total, through both
+//! engines (the module; the Functions library on a server without it).
 
 // Test code: a failing step should fail the test loudly (the module crate's
 // lint policy forbids these in the server layer, not here).
@@ -12,11 +13,16 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use shield_testkit::{Server, ServerOptions, ShieldCommands};
+use shield_testkit::engine_tests;
+use shield_testkit::functions::Engine;
 
-#[test]
-fn concurrent_clients_on_one_key_admit_exactly_capacity() {
-    let s = Server::start(ServerOptions::default());
+engine_tests!(
+    concurrent_clients_on_one_key_admit_exactly_capacity,
+    concurrent_multi_token_calls_never_overdraw,
+);
+
+fn concurrent_clients_on_one_key_admit_exactly_capacity(engine: Engine) {
+    let s = engine.start_server();
     // Refill of 1000 tokens per ~31 years: nothing refills during the test.
     let (capacity, period) = (1_000u64, 1_000_000_000u64);
     let admitted = Arc::new(AtomicU64::new(0));
@@ -28,7 +34,7 @@ fn concurrent_clients_on_one_key_admit_exactly_capacity() {
             let denied = Arc::clone(&denied);
             std::thread::spawn(move || {
                 for _ in 0..150 {
-                    if c.absorb("shared", capacity, period, None) >= 0 {
+                    if engine.absorb(&mut c, "shared", capacity, period, None) >= 0 {
                         admitted.fetch_add(1, Ordering::Relaxed);
                     } else {
                         denied.fetch_add(1, Ordering::Relaxed);
@@ -40,13 +46,16 @@ fn concurrent_clients_on_one_key_admit_exactly_capacity() {
     for t in threads {
         t.join().expect("client thread");
     }
-    assert_eq!(admitted.load(Ordering::Relaxed), capacity);
-    assert_eq!(denied.load(Ordering::Relaxed), 16 * 150 - capacity);
+    assert_eq!(admitted.load(Ordering::Relaxed), capacity, "{engine}");
+    assert_eq!(
+        denied.load(Ordering::Relaxed),
+        16 * 150 - capacity,
+        "{engine}"
+    );
 }
 
-#[test]
-fn concurrent_multi_token_calls_never_overdraw() {
-    let s = Server::start(ServerOptions::default());
+fn concurrent_multi_token_calls_never_overdraw(engine: Engine) {
+    let s = engine.start_server();
     let (capacity, period) = (997u64, 1_000_000_000u64);
     let taken = Arc::new(AtomicU64::new(0));
     let threads: Vec<_> = (0..8u64)
@@ -56,7 +65,7 @@ fn concurrent_multi_token_calls_never_overdraw() {
             std::thread::spawn(move || {
                 let n = 1 + i % 5;
                 for _ in 0..100 {
-                    if c.absorb("multi", capacity, period, Some(n)) >= 0 {
+                    if engine.absorb(&mut c, "multi", capacity, period, Some(n)) >= 0 {
                         taken.fetch_add(n, Ordering::Relaxed);
                     }
                 }
@@ -71,8 +80,8 @@ fn concurrent_multi_token_calls_never_overdraw() {
     // Whatever is left, plus what was taken, is the capacity: nothing lost,
     // nothing created.
     let mut left = 0;
-    while c.absorb("multi", capacity, period, Some(1)) >= 0 {
+    while engine.absorb(&mut c, "multi", capacity, period, Some(1)) >= 0 {
         left += 1;
     }
-    assert_eq!(taken + left, capacity);
+    assert_eq!(taken + left, capacity, "{engine}");
 }
