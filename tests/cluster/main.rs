@@ -18,12 +18,14 @@
 //! Without `REDIS_CLUSTER_URLS` every test starts its own fresh cluster (about
 //! 2 s; see `shield_testkit::cluster`, testkit/src/cluster/). With it, the tests use that cluster, except
 //! the two that must SIGKILL or restart a server process
-//! (`sigkill_failover_...`, `master_restart_from_aof_...`) and the two atomic
+//! (`sigkill_failover_...`, `master_restart_from_aof_...`), the two atomic
 //! slot migration tests (`atomic_slot_migration_...`, which need every node to
-//! run the module build under test): they always start their own cluster and
-//! say so on stderr. The atomic slot migration tests run the migration on
-//! Valkey 9+ (and Redis builds with `CLUSTER MIGRATION`); elsewhere they check
-//! that the server has no such command and print a NOTE.
+//! run the module build under test) and the two `library_...` tests of
+//! `functions`, which need nodes without the module: they always start
+//! their own cluster and say so on stderr. The atomic slot migration tests
+//! run the migration on Valkey 9+ (and Redis builds with `CLUSTER
+//! MIGRATION`); elsewhere they check that the server has no such command and
+//! print a NOTE.
 //!
 //! The tests run one at a time (`#[serial]`): each cluster is six processes,
 //! and a loaded 2-core machine must not delay cluster heartbeats into false
@@ -36,8 +38,9 @@
 //! parsing, docker-compose.cluster.yml), `routing`, `replication`,
 //! `failover`, `resharding` (legacy `MIGRATE`), `atomic_migration`,
 //! `persistence`, `concurrency`, `multi_bucket` (`SHIELD.absorball`),
-//! `inspect`, `functions` (the Functions library, loaded by
-//! `scripts/load-functions.sh`); `load` holds the client threads that the
+//! `inspect`, `functions` (the Functions library: loaded by
+//! `scripts/load-functions.sh` beside the module, and alone on a cluster
+//! without the module); `load` holds the client threads that the
 //! resharding tests run while they move a slot.
 
 mod atomic_migration;
