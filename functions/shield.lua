@@ -94,6 +94,10 @@ end
 -- The module's parse_positive: a canonical decimal integer >= 1, at most
 -- max (a digit string). Returns the digits, or nil and the error.
 local function parse_positive(name, s, max)
+    -- The usual case: fewer digits than the maximum, no leading zero.
+    if #s < #max and string.find(s, '^[1-9]%d*$') then
+        return s
+    end
     local first = string.byte(s, 1)
     if first == nil or first < 49 or first > 57 or string.find(s, '[^0-9]') then
         return nil, fail('ERR ' .. name .. ' is not a positive integer')
@@ -239,15 +243,17 @@ end
 --     above the burst (the clock went back, or another limit wrote it).
 -- Or nil and the error.
 local function read(key, l, now)
-    local kind = redis.call('TYPE', key)
-    kind = kind.ok or kind
-    if kind == 'none' then
+    -- GET fails only on a key of another type: no TYPE call first.
+    local v = redis.pcall('GET', key)
+    if not v then
         return { def = 0 }
     end
-    if kind ~= 'string' then
-        return nil, fail(E_WRONGTYPE)
+    if type(v) == 'table' then
+        if v.err and string.sub(v.err, 1, 9) == 'WRONGTYPE' then
+            return nil, fail(E_WRONGTYPE)
+        end
+        return nil, v
     end
-    local v = redis.call('GET', key)
     if string.byte(v, 1) == 126 then -- '~': a 2.x value
         local rest = string.sub(v, 2)
         local ticks_before = 0
@@ -349,9 +355,123 @@ local function is_withdetails(s)
     return string.upper(s) == 'WITHDETAILS'
 end
 
+-- The usual call, straight through: `shield_absorb 1 key capacity period
+-- [tokens]` with short canonical numbers in range, on a missing key or a
+-- `~0` bucket that is not above its burst. The same arithmetic as
+-- read/take/store/tokens_left below, specialised (no tables, no conversion
+-- of the stored value), so that the library costs less than a hand-rolled
+-- Lua limiter. Returns nil whenever the call is anything else, before
+-- writing anything: the general path then answers it from the start.
+-- tests/functions.rs checks both paths against the module's engine (random
+-- calls, remainders, 1.x values, every error).
+--
+-- The clock: Redis 7.2+ and Valkey (REDIS_VERSION_NUM 7.2.4) freeze the
+-- command's time for the whole FCALL, and PTTL and SET ... PX both count
+-- from that one instant: the ms until the bucket is full are read and
+-- written relative to it, without TIME (SET ... PX is propagated as SET ...
+-- PXAT, the module's bytes). Redis 7.0 reads the clock afresh in every
+-- command, so there the absolute times are used, with TIME.
+-- Integer format: '%d' (C long) is exact for every integer used here on a
+-- 64-bit server, and cheaper than '%.0f' (fmt stays the general one). Set
+-- by the first call: the standard libraries are not there while loading.
+local ifmt
+-- The last limit this path validated (argument strings and their values):
+-- callers send the same few limits, and comparing interned strings is
+-- cheaper than validating them again. Only a cache: the answer is the same.
+local last_cs, last_ps, last_c, last_p
+
+local function absorb_usual(key, cs, ps, ts)
+    local c, p, t = last_c, last_p, 1
+    if cs ~= last_cs or ps ~= last_ps then
+        if not ifmt then
+            ifmt = (string.format('%d', 2 ^ 53) == '9007199254740992') and '%d' or '%.0f'
+        end
+        c, p = tonumber(cs), tonumber(ps)
+        -- Canonical positive integers of at most 15 (capacity) and 10
+        -- (period) digits: tonumber takes more ('1e3', ' 5', '0x1A', '05'),
+        -- but none of those prints back as itself. NaN fails too.
+        if not c or not p or not (c >= 1 and c < 1e15 and p >= 1 and p < 1e10)
+            or c * p > MAX_CAPACITY_TIMES_PERIOD
+            or string.format(ifmt, c) ~= cs or string.format(ifmt, p) ~= ps then
+            return nil
+        end
+        last_cs, last_ps, last_c, last_p = cs, ps, c, p
+    end
+    if ts then
+        t = tonumber(ts)
+        if not t or not (t >= 1 and t < 1e15) or string.format(ifmt, t) ~= ts then
+            return nil
+        end
+    end
+    local v = redis.pcall('GET', key)
+    if v and v ~= '~0' then
+        return nil
+    end
+    local frozen = redis.REDIS_VERSION_NUM >= 0x070200
+    local per = p * 1000 -- ticks of a token; also the period in ms
+    local now, d = 0, 0 -- d: ms until the bucket is full
+    if not frozen then
+        local time = redis.call('TIME')
+        -- Microseconds < 10^6: the double division floors exactly.
+        now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+    end
+    if v then
+        -- Negative: no expiry (-1), the general path's error.
+        d = redis.call(frozen and 'PTTL' or 'PEXPIRETIME', key)
+        if d < 0 then
+            return nil
+        end
+        if not frozen then
+            d = d - now
+        end
+        -- Above the burst: the general path's case.
+        if d > per + 1 then
+            return nil
+        end
+    end
+    local after = t * per -- ticks missing from full once t are taken
+    if d > 0 then
+        after = after + d * c
+    end
+    local full = c * per
+    if after > full then
+        return -1
+    end
+    -- ceil(after / c) and floor((full - after) / per) inline (the hot path
+    -- of idiv): the double quotient is at most 1 off, then corrected.
+    local ms = math.ceil(after / c)
+    if ms * c < after then
+        ms = ms + 1
+    elseif ms * c - after >= c then
+        ms = ms - 1
+    end
+    local rem = ms * c - after
+    local value = rem == 0 and '~0' or ('~' .. string.format(ifmt, rem) .. '/' .. cs)
+    if frozen then
+        redis.call('SET', key, value, 'PX', string.format(ifmt, ms))
+    else
+        redis.call('SET', key, value, 'PXAT', string.format(ifmt, now + ms))
+    end
+    local room = full - after
+    local left = math.floor(room / per)
+    if left * per > room then
+        left = left - 1
+    elseif (left + 1) * per <= room then
+        left = left + 1
+    end
+    return left
+end
+
 local function absorb(keys, args)
-    if #keys ~= 1 or #args < 2 or #args > 4 then
+    local n = #args
+    if #keys ~= 1 or n < 2 or n > 4 then
         return arity('SHIELD.absorb')
+    end
+    if n == 2 or (n == 3 and string.byte(args[3], 1) ~= 87 and string.byte(args[3], 1) ~= 119) then
+        local left = absorb_usual(keys[1], args[1], args[2], args[3])
+        if left then
+            return left
+        end
     end
     local tokens, details = nil, false
     if #args == 3 then

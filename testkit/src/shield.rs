@@ -204,6 +204,12 @@ pub const MALFORMED_NUMBERS: &[&[u8]] = &[
     b"inf",
     b"nan",
     b"-0",
+    // Taken by Lua's tonumber, which the library's fast path starts from.
+    b"1 ",
+    b"1\x00",
+    b"1e2",
+    b"100.0",
+    b"0x1F",
 ];
 
 /// Writes a key of each other type (`list`, `hash`, `set`, `zset`, named
