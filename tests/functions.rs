@@ -1115,3 +1115,136 @@ fn random_limits_across_the_library_range_match_the_engine() {
         }
     }
 }
+
+/// README's ACL line for the library: functions run their inner commands
+/// with the caller's rights, so a user needs `FCALL`/`FCALL_RO` and the
+/// commands the library calls (GET, SET, PTTL, PEXPIRETIME, TIME); with those
+/// and a key pattern, every path of the three functions works (first call,
+/// `~0` bucket, remainder, 1.x value, denied, inspect, absorball), and with
+/// `FCALL` alone nothing does.
+#[test]
+fn library_acl_user_with_the_documented_commands_runs_every_path() {
+    let server = Engine::Library.start_server();
+    let mut admin = server.conn();
+    let _: () = redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg("lim")
+        .arg("reset")
+        .arg("on")
+        .arg(">pw")
+        .arg("~rl:*")
+        .arg("-@all")
+        .arg("+fcall")
+        .arg("+fcall_ro")
+        .arg("+get")
+        .arg("+set")
+        .arg("+pttl")
+        .arg("+pexpiretime")
+        .arg("+time")
+        .query(&mut admin)
+        .unwrap();
+    let _: () = redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg("bare")
+        .arg("reset")
+        .arg("on")
+        .arg(">pw")
+        .arg("~rl:*")
+        .arg("-@all")
+        .arg("+fcall")
+        .arg("+fcall_ro")
+        .query(&mut admin)
+        .unwrap();
+    let user = |name: &str| {
+        let url = format!("redis://{name}:pw@127.0.0.1:{}/", server.port());
+        redis::Client::open(url).unwrap().get_connection().unwrap()
+    };
+    let mut lim = user("lim");
+    let fcall = |c: &mut Connection, f: &str, args: &[&str]| -> redis::RedisResult<Value> {
+        let mut cmd = redis::cmd(if f == "shield_inspect" {
+            "FCALL_RO"
+        } else {
+            "FCALL"
+        });
+        cmd.arg(f);
+        for a in args {
+            cmd.arg(*a);
+        }
+        cmd.query(c)
+    };
+    // First call, then the ~0 bucket, then denied.
+    assert_eq!(
+        fcall(&mut lim, "shield_absorb", &["1", "rl:a", "2", "60"]).unwrap(),
+        int(1)
+    );
+    assert_eq!(
+        fcall(&mut lim, "shield_absorb", &["1", "rl:a", "2", "60"]).unwrap(),
+        int(0)
+    );
+    assert_eq!(
+        fcall(&mut lim, "shield_absorb", &["1", "rl:a", "2", "60"]).unwrap(),
+        Value::Int(-1)
+    );
+    // A remainder (general path), WITHDETAILS, inspect, absorball.
+    assert_eq!(
+        fcall(&mut lim, "shield_absorb", &["1", "rl:r", "7", "1"]).unwrap(),
+        int(6)
+    );
+    assert_eq!(
+        fcall(&mut lim, "shield_absorb", &["1", "rl:r", "7", "1"]).unwrap(),
+        int(5)
+    );
+    let details = fcall(
+        &mut lim,
+        "shield_absorb",
+        &["1", "rl:r", "7", "1", "1", "WITHDETAILS"],
+    );
+    assert!(
+        matches!(details, Ok(Value::Array(ref a)) if a.len() == 4),
+        "{details:?}"
+    );
+    let view = fcall(&mut lim, "shield_inspect", &["1", "rl:r", "7", "1"]);
+    assert!(
+        matches!(view, Ok(Value::Array(ref a)) if a.len() == 4),
+        "{view:?}"
+    );
+    let all = fcall(
+        &mut lim,
+        "shield_absorball",
+        &["2", "rl:{u}1", "rl:{u}2", "5", "60", "1", "5", "60", "2"],
+    );
+    assert!(
+        matches!(all, Ok(Value::Array(ref a)) if a.first() == Some(&int(1))),
+        "{all:?}"
+    );
+    // A 1.x value, stored in the 2.x form by the first absorb.
+    let _: () = redis::cmd("SET")
+        .arg("rl:old")
+        .arg("3")
+        .query(&mut admin)
+        .unwrap();
+    assert_eq!(
+        fcall(&mut lim, "shield_absorb", &["1", "rl:old", "5", "60"]).unwrap(),
+        int(2)
+    );
+    // Outside the key pattern: the server's NOPERM, nothing written.
+    let denied = fcall(&mut lim, "shield_absorb", &["1", "other", "2", "60"]).unwrap_err();
+    assert!(
+        format!("{denied:?}").contains("NOPERM") || format!("{denied:?}").contains("permission"),
+        "{denied:?}"
+    );
+    let exists: i64 = redis::cmd("EXISTS").arg("other").query(&mut admin).unwrap();
+    assert_eq!(exists, 0);
+    // FCALL alone is not enough: the inner commands are checked.
+    let mut bare = user("bare");
+    let err = fcall(&mut bare, "shield_absorb", &["1", "rl:b", "2", "60"]).unwrap_err();
+    // Redis 7.0: "... can't run this command ...", later: "ACL failure in
+    // script: User bare has no permissions to run the 'get' command".
+    let text = format!("{err:?}");
+    assert!(
+        text.contains("can't run this command") || text.contains("no permissions to run"),
+        "{text}"
+    );
+    let exists: i64 = redis::cmd("EXISTS").arg("rl:b").query(&mut admin).unwrap();
+    assert_eq!(exists, 0);
+}
