@@ -386,6 +386,8 @@ pub fn markdown(cfg: &Config, res: &Results, elapsed: Duration, date: &str) -> S
         }
     }
 
+    library_markdown(cfg, res, w);
+
     let main_mem: Vec<&MemFigure> = res
         .memory
         .iter()
@@ -529,6 +531,70 @@ pub fn markdown(cfg: &Config, res: &Results, elapsed: Duration, date: &str) -> S
     }
     let _ = writeln!(w, "![Ratios](ratios.png)\n");
     m
+}
+
+/// The Functions library beside the module and the Lua token bucket, same
+/// server, same run: throughput and p99 ratios per workload and depth.
+fn library_markdown(cfg: &Config, res: &Results, w: &mut String) {
+    let rows = [
+        ("admitted, one hot key", "lib_hot", "shield_hot", "lua_hot"),
+        (
+            "admitted, 100k random keys",
+            "lib_rand",
+            "shield_rand",
+            "lua_rand",
+        ),
+        (
+            "denied (drained bucket)",
+            "lib_denied",
+            "shield_denied",
+            "lua_denied",
+        ),
+    ];
+    let get = |id: &str, d: usize| res.single.get(&(spec(id).id, d));
+    if !rows
+        .iter()
+        .any(|r| get(r.1, 16).is_some() || get(r.1, 1).is_some())
+    {
+        return;
+    }
+    let _ = writeln!(
+        w,
+        "### The Functions library beside the module and the Lua bucket\n\n\
+         `FCALL shield_absorb` (`functions/shield.lua`, loaded beside the module on the same server) against \
+         `SHIELD.absorb` and the hand-rolled Lua token bucket (`EVALSHA`), from the tables above. The library's \
+         range (capacity × period ≤ 8·10^12) excludes the SHIELD buckets' numbers, so it runs in-range \
+         buckets of the same shape (see `benches/shield_bench/workloads.rs`); all store `~0`. Below 1: the \
+         library is slower (throughput) or faster (p99).\n"
+    );
+    let _ = writeln!(
+        w,
+        "| workload | pipeline | library req/s | ÷ SHIELD.absorb | ÷ Lua bucket | library p99 µs | p99 ÷ SHIELD.absorb | p99 ÷ Lua |\n|---|---:|---:|---:|---:|---:|---:|---:|"
+    );
+    for &depth in &cfg.pipelines {
+        for (what, lib, module, lua) in rows {
+            let Some(l) = get(lib, depth) else {
+                continue;
+            };
+            let ratio = |other: Option<&Figure>, f: &dyn Fn(&Figure) -> f64| {
+                other.map_or("-".to_string(), |o| fmt_ratio(f(l) / f(o)))
+            };
+            let rps = |f: &Figure| f.rps();
+            let p99 = |f: &Figure| f.q(0.99);
+            let _ = writeln!(
+                w,
+                "| {what}{} | {depth} | {} | {} | {} | {} | {} | {} |",
+                if l.valid() { "" } else { " (INVALID)" },
+                fmt_int(l.rps()),
+                ratio(get(module, depth), &rps),
+                ratio(get(lua, depth), &rps),
+                fmt_us(l.q(0.99)),
+                ratio(get(module, depth), &p99),
+                ratio(get(lua, depth), &p99),
+            );
+        }
+    }
+    let _ = writeln!(w);
 }
 
 /// A bar of the `i`-th series (dark, then light) of a chart row: the ratio

@@ -6,6 +6,7 @@
 use std::process::Command;
 use std::time::Instant;
 
+use shield_testkit::functions::library_source;
 use shield_testkit::{Server, ServerOptions};
 
 use crate::compat;
@@ -70,6 +71,7 @@ pub fn run_single(cfg: &Config, res: &mut Results) -> Result<(), String> {
         .query(&mut ctl)
         .map_err(|e| format!("SCRIPT LOAD: {e}"))?;
     check_lua(&mut ctl, &sha)?;
+    load_library(&mut ctl)?;
 
     let mut conns: Vec<(Srv, redis::Connection)> = Srv::ALL
         .iter()
@@ -180,6 +182,55 @@ pub fn check_lua(c: &mut redis::Connection, sha: &str) -> Result<(), String> {
     if got != [2, 1, 0, -1] {
         return Err(format!(
             "Lua token bucket self-check: got {got:?}, want [2, 1, 0, -1]"
+        ));
+    }
+    Ok(())
+}
+
+/// Loads the Functions library (`functions/shield.lua`) beside the module
+/// and checks that it answers like `SHIELD.absorb` and stores the same bytes
+/// before it is timed.
+pub fn load_library(c: &mut redis::Connection) -> Result<(), String> {
+    let name: String = redis::cmd("FUNCTION")
+        .arg("LOAD")
+        .arg("REPLACE")
+        .arg(library_source())
+        .query(c)
+        .map_err(|e| format!("FUNCTION LOAD REPLACE functions/shield.lua: {e}"))?;
+    if name != "shield" {
+        return Err(format!("FUNCTION LOAD answered {name:?}, want \"shield\""));
+    }
+    let mut got = Vec::new();
+    for (cmd, key) in [("FCALL", "lib:check"), ("SHIELD.absorb", "mod:check")] {
+        let mut replies = Vec::new();
+        for _ in 0..4 {
+            let mut q = redis::cmd(cmd);
+            if cmd == "FCALL" {
+                q.arg("shield_absorb").arg(1);
+            }
+            replies.push(
+                q.arg(key)
+                    .arg(3)
+                    .arg(60)
+                    .query::<i64>(c)
+                    .unwrap_or(i64::MIN),
+            );
+        }
+        let value: Option<Vec<u8>> = redis::cmd("GET")
+            .arg(key)
+            .query(c)
+            .map_err(|e| e.to_string())?;
+        got.push((replies, value));
+    }
+    let _: () = redis::cmd("DEL")
+        .arg("lib:check")
+        .arg("mod:check")
+        .query(c)
+        .map_err(|e| e.to_string())?;
+    let want = (vec![2, 1, 0, -1], Some(b"~0".to_vec()));
+    if got.iter().any(|g| *g != want) {
+        return Err(format!(
+            "library self-check: got (replies, value) {got:?} (library, module), want {want:?} for both"
         ));
     }
     Ok(())

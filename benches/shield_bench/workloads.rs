@@ -81,6 +81,8 @@ pub enum Expect {
 pub enum Family {
     Native,
     Shield,
+    /// The Functions library `functions/shield.lua` (`FCALL`), beside the module.
+    Library,
     Lua,
     Window,
     /// Our `CL.THROTTLE`.
@@ -183,6 +185,22 @@ pub const SHIELD_RAND: &[&str] = &["SHIELD.absorb", KEY, "1000000", "60000000"];
 /// Drained bucket: capacity 1, period 10^9 s.
 pub const SHIELD_DENIED: &[&str] = &["SHIELD.absorb", KEY, "1", "1000000000"];
 
+// The Functions library (`functions/shield.lua`) on the main server, beside
+// the module. Its range is capacity × period ≤ 8·10^12, which the SHIELD
+// buckets above exceed (10^22 and 6·10^13), so it runs the in-range buckets of
+// the same shape: a hot bucket that never runs dry during a run, a token of
+// 60 s over the random keys (each key lives >= 60 s), the same drained bucket.
+// Every one stores `~0` (no remainder), like the SHIELD buckets; the module's
+// cost does not depend on the numbers (same integer path).
+
+/// Library, hot: capacity 8·10^6, period 10^6 s (a token is 125 ms of refill;
+/// 8·10^6 calls before it runs dry, more than a full run sends to it).
+pub const LIB_HOT: &[&str] = &["FCALL", "shield_absorb", "1", KEY, "8000000", "1000000"];
+/// Library, random keys: capacity 10^5, period 6·10^6 s (a token is 60 s).
+pub const LIB_RAND: &[&str] = &["FCALL", "shield_absorb", "1", KEY, "100000", "6000000"];
+/// Library, drained: the bucket of `SHIELD_DENIED`.
+pub const LIB_DENIED: &[&str] = &["FCALL", "shield_absorb", "1", KEY, "1", "1000000000"];
+
 // The compatibility commands. `GCRA k C-1 C P` is the bucket of
 // `SHIELD.absorb k C P` (C + 1 - 1 tokens of burst, C per P seconds), so the
 // GCRA workloads use exactly the SHIELD buckets above. `CL.THROTTLE`'s hot
@@ -215,6 +233,9 @@ pub const SPECS: &[Spec] = &[
     Spec { id: "shield_rand", label: "SHIELD.absorb, 100k random keys (admitted)", family: F::Shield, server: MAIN, cmds: &[SHIELD_RAND], keys: Keys::Random, setup: Setup::EachKey, expect: Expect::Admitted, deny: DenyCheck::Shield, requires: Some("shield.absorb") },
     Spec { id: "shield_denied", label: "SHIELD.absorb, drained bucket (denied)", family: F::Shield, server: MAIN, cmds: &[SHIELD_DENIED], keys: DRAINED, setup: Setup::Once, expect: Expect::Denied, deny: DenyCheck::Shield, requires: Some("shield.absorb") },
     Spec { id: "shield_inspect", label: "SHIELD.inspect, one hot key", family: F::Shield, server: MAIN, cmds: &[&["SHIELD.inspect", KEY, "1000000000000", "10000000000"]], keys: HOT, setup: Setup::Cmd(SHIELD_HOT_LIVE), expect: Expect::Ok, deny: DenyCheck::None, requires: Some("shield.inspect") },
+    Spec { id: "lib_hot", label: "shield library (FCALL shield_absorb), hot key (admitted)", family: F::Library, server: MAIN, cmds: &[LIB_HOT], keys: HOT, setup: Setup::None, expect: Expect::Admitted, deny: DenyCheck::Shield, requires: Some("fcall") },
+    Spec { id: "lib_rand", label: "shield library (FCALL shield_absorb), 100k random keys (admitted)", family: F::Library, server: MAIN, cmds: &[LIB_RAND], keys: Keys::Random, setup: Setup::EachKey, expect: Expect::Admitted, deny: DenyCheck::Shield, requires: Some("fcall") },
+    Spec { id: "lib_denied", label: "shield library (FCALL shield_absorb), drained (denied)", family: F::Library, server: MAIN, cmds: &[LIB_DENIED], keys: DRAINED, setup: Setup::Once, expect: Expect::Denied, deny: DenyCheck::Shield, requires: Some("fcall") },
     Spec { id: "lua_hot", label: "Lua token bucket (EVALSHA), hot key", family: F::Lua, server: MAIN, cmds: &[&["EVALSHA", SHA, "1", KEY, "1000000000000", "10000000000"]], keys: HOT, setup: Setup::None, expect: Expect::Admitted, deny: DenyCheck::Shield, requires: None },
     Spec { id: "lua_rand", label: "Lua token bucket (EVALSHA), 100k random keys", family: F::Lua, server: MAIN, cmds: &[&["EVALSHA", SHA, "1", KEY, "1000000", "60000000"]], keys: Keys::Random, setup: Setup::EachKey, expect: Expect::Admitted, deny: DenyCheck::Shield, requires: None },
     Spec { id: "lua_denied", label: "Lua token bucket (EVALSHA), drained (denied)", family: F::Lua, server: MAIN, cmds: &[&["EVALSHA", SHA, "1", KEY, "1", "1000000000"]], keys: DRAINED, setup: Setup::Once, expect: Expect::Denied, deny: DenyCheck::Shield, requires: None },
