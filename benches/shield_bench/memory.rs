@@ -50,6 +50,7 @@ pub struct MemKind {
 pub const MEM_KINDS: &[MemKind] = &[
     MemKind { id: "shield", label: "SHIELD.absorb k 1 3600 (idle bucket)", server: Srv::Main, cmds: &[&["SHIELD.absorb", KEY, "1", "3600"]], compat: false },
     MemKind { id: "set", label: "SET k <16-digit int> PX 3600000", server: Srv::Main, cmds: &[&["SET", KEY, "$VAL", "PX", "3600000"]], compat: false },
+    MemKind { id: "set_tilde", label: "SET k ~0 PX 3600000 (a bucket's bytes, by SET)", server: Srv::Main, cmds: &[&["SET", KEY, "~0", "PX", "3600000"]], compat: false },
     MemKind { id: "lib", label: "shield library FCALL shield_absorb 1 k 1 3600", server: Srv::Main, cmds: &[&["FCALL", "shield_absorb", "1", KEY, "1", "3600"]], compat: false },
     MemKind { id: "lua", label: "Lua token bucket (EVALSHA)", server: Srv::Main, cmds: &[&["EVALSHA", SHA, "1", KEY, "1", "3600"]], compat: false },
     MemKind { id: "window", label: "fixed window INCRBY k 1 + PEXPIRE k 3600000", server: Srv::Main, cmds: &[&["INCRBY", KEY, "1"], &["PEXPIRE", KEY, "3600000"]], compat: false },
@@ -59,6 +60,7 @@ pub const MEM_KINDS: &[MemKind] = &[
     MemKind { id: "ng_gcra", label: "GCRA k 0 1 3600 (native)", server: Srv::NativeGcra, cmds: &[&["GCRA", KEY, "0", "1", "3600"]], compat: true },
     MemKind { id: "ng_shield", label: "SHIELD.absorb k 1 3600 (idle bucket)", server: Srv::NativeGcra, cmds: &[&["SHIELD.absorb", KEY, "1", "3600"]], compat: true },
     MemKind { id: "ng_set", label: "SET k <16-digit int> PX 3600000", server: Srv::NativeGcra, cmds: &[&["SET", KEY, "$VAL", "PX", "3600000"]], compat: true },
+    MemKind { id: "ng_set_tilde", label: "SET k ~0 PX 3600000 (a bucket's bytes, by SET)", server: Srv::NativeGcra, cmds: &[&["SET", KEY, "~0", "PX", "3600000"]], compat: true },
 ];
 
 pub fn run_memory(
