@@ -162,6 +162,56 @@ pub fn targets(cfg: &Config, res: &Results) -> Vec<Target> {
             valid: a.invalid.is_empty() && b.invalid.is_empty(),
         });
     }
+    // Against Redis's own GCRA, same server binary (issue #13's targets).
+    for (ours, native, what) in [
+        ("ng_shield_hot", "ng_gcra_hot", "admitted, one hot key"),
+        (
+            "ng_shield_rand",
+            "ng_gcra_rand",
+            "admitted, 100k random keys",
+        ),
+        (
+            "ng_shield_denied",
+            "ng_gcra_denied",
+            "denied (drained bucket)",
+        ),
+    ] {
+        if let (Some(a), Some(b)) = (fig(ours, deep), fig(native, deep)) {
+            t.push(Target {
+                what: format!("vs native GCRA, {what}: throughput, pipeline {deep}"),
+                measured: format!("{} req/s", fmt_int(a.rps())),
+                yardstick: format!("{} req/s (native GCRA, same server)", fmt_int(b.rps())),
+                ratio: a.rps() / b.rps(),
+                limit: 0.95,
+                at_least: true,
+                valid: a.valid() && b.valid(),
+            });
+        }
+        if let (Some(a), Some(b)) = (fig(ours, 1), fig(native, 1)) {
+            t.push(Target {
+                what: format!("vs native GCRA, {what}: p99 latency, no pipelining"),
+                measured: format!("{} us", fmt_us(a.q(0.99))),
+                yardstick: format!("{} us (native GCRA, same server)", fmt_us(b.q(0.99))),
+                ratio: a.q(0.99) / b.q(0.99),
+                limit: 1.05,
+                at_least: false,
+                valid: a.valid() && b.valid(),
+            });
+        }
+    }
+    if let (Some(a), Some(b)) = (res.mem("ng_shield"), res.mem("ng_gcra")) {
+        let (ma, mb) = (median(a.per_key.clone()), median(b.per_key.clone()));
+        t.push(Target {
+            what: "vs native GCRA: memory per idle bucket (structural: see Instructions per call)"
+                .into(),
+            measured: format!("{ma:.1} bytes"),
+            yardstick: format!("{mb:.1} bytes (native GCRA key)"),
+            ratio: ma / mb,
+            limit: 1.0,
+            at_least: false,
+            valid: a.invalid.is_empty() && b.invalid.is_empty(),
+        });
+    }
     for &c in &cfg.cluster_clients {
         let a = res.cluster.get(&(Scenario::Mixed10, Strategy::Parallel, c));
         let b = res
