@@ -3,7 +3,7 @@
 # callgrind (instruction counts do not depend on machine load, so this is the
 # stable way to compare two commands or two builds on a noisy machine).
 #
-#   scripts/ir-per-call.sh [-n REQUESTS] [-P PIPELINE] [-c CLIENTS] [-t FUNCTION] -- CMD ARGS... [-- CMD ARGS...]...
+#   scripts/ir-per-call.sh [-n REQUESTS] [-P PIPELINE] [-c CLIENTS] [-t FUNCTION] [-L] -- CMD ARGS... [-- CMD ARGS...]...
 #
 # For each command: starts a fresh server under callgrind with the release
 # module, runs REQUESTS requests with redis-benchmark (-c CLIENTS, default 4;
@@ -15,7 +15,11 @@
 # `-t processCommand`: the command's execution from lookup to propagation,
 # without the event loop and the server's timers, whose share grows with the
 # run's wall time and so with the machine's load (the figure to compare two
-# builds of the module on a busy machine).
+# builds of the module on a busy machine). -L loads the Functions library
+# (functions/shield.lua) and the benchmark's Lua token bucket
+# (benches/shield_bench/token_bucket.lua, SCRIPT LOAD; its SHA1 is printed)
+# into each server first, to count `FCALL shield_absorb 1 KEY ...` and
+# `EVALSHA <sha> 1 KEY ...`.
 # Server binary: $SHIELD_SERVER_BIN or redis-server on PATH; module: $SHIELD_MODULE or
 # this tree's release build; SHIELD_SERVER_ARGS: more server options (e.g.
 # "--maxmemory 1gb --maxmemory-policy allkeys-lru"). Needs valgrind,
@@ -26,17 +30,19 @@ n=100000
 pipeline=16
 clients=4
 toggle=()
+scripts=0
 while [ $# -gt 0 ]; do
     case "$1" in
         -n) n="$2"; shift 2 ;;
         -P) pipeline="$2"; shift 2 ;;
         -c) clients="$2"; shift 2 ;;
         -t) toggle=("--toggle-collect=$2"); shift 2 ;;
+        -L) scripts=1; shift ;;
         --) shift; break ;;
-        *) echo "usage: $0 [-n N] [-P P] [-c C] [-t F] -- CMD ARGS... [-- CMD ARGS...]" >&2; exit 2 ;;
+        *) echo "usage: $0 [-n N] [-P P] [-c C] [-t F] [-L] -- CMD ARGS... [-- CMD ARGS...]" >&2; exit 2 ;;
     esac
 done
-[ $# -gt 0 ] || { echo "usage: $0 [-n N] [-P P] [-c C] [-t F] -- CMD ARGS... [-- CMD ARGS...]" >&2; exit 2; }
+[ $# -gt 0 ] || { echo "usage: $0 [-n N] [-P P] [-c C] [-t F] [-L] -- CMD ARGS... [-- CMD ARGS...]" >&2; exit 2; }
 for tool in valgrind redis-benchmark redis-cli; do
     command -v "$tool" >/dev/null || { echo "missing $tool (apt-get install valgrind redis-tools)" >&2; exit 1; }
 done
@@ -69,6 +75,10 @@ ir() {
         redis-cli -p "$port" ping >/dev/null 2>&1 && break
         sleep 0.1
     done
+    if [ "$scripts" = 1 ]; then
+        redis-cli -p "$port" FUNCTION LOAD REPLACE "$(cat functions/shield.lua)" >/dev/null
+        redis-cli -p "$port" SCRIPT LOAD "$(cat benches/shield_bench/token_bucket.lua)" >/dev/null
+    fi
     if [ $# -gt 0 ]; then
         redis-benchmark -p "$port" -c "$clients" -n "$n" -P "$pipeline" -q "$@" >/dev/null
     fi
@@ -77,6 +87,9 @@ ir() {
     grep -E '^(summary|totals):' "$out" | head -1 | awk '{print $2}'
 }
 
+if [ "$scripts" = 1 ]; then
+    echo "Lua token bucket: EVALSHA $(printf '%s' "$(cat benches/shield_bench/token_bucket.lua)" | sha1sum | cut -d' ' -f1)"
+fi
 idle=$(ir idle)
 i=0
 while [ $# -gt 0 ]; do

@@ -25,6 +25,7 @@ use shield_testkit::{anchors, server_version_info, Server, ServerOptions};
 
 use crate::chart::{self, Bar, Panel, Row};
 use crate::config::Config;
+use crate::loadgen::RunResult;
 use crate::report::fmt_ratio;
 use crate::results::{median, Figure, Results, ServerDesc};
 use crate::single::Servers;
@@ -447,12 +448,12 @@ const WORKLOADS: [&str; 3] = ["hot", "random", "denied"];
 fn ratio_cell(
     num: Option<&Figure>,
     den: Option<&Figure>,
-    value: impl Fn(&Figure) -> f64,
+    value: impl Fn(&RunResult) -> f64,
 ) -> String {
     match (num, den) {
         (Some(a), Some(b)) if a.valid() && b.valid() => format!(
             "{}{}",
-            fmt_ratio(value(a) / value(b)),
+            fmt_ratio(a.paired_ratio(b, value)),
             if a.disturbed + b.disturbed > 0 {
                 " †"
             } else {
@@ -541,7 +542,9 @@ pub fn markdown(cfg: &Config, res: &Results, w: &mut String) {
     let p1 = cfg.pipelines.contains(&1);
     let _ = writeln!(
         w,
-        "\n### Ratios\n\nThroughput: the first ÷ the second at pipeline {deep} (above 1: the first \
+        "\n### Ratios\n\nEach ratio is the median over the rounds of that round's ratio (the two runs of a \
+         round are seconds apart; the machine's speed may drift between rounds). \
+         Throughput: the first ÷ the second at pipeline {deep} (above 1: the first \
          answers more calls per second of server CPU). p99: at pipeline 1 (below 1: the first is \
          faster). Bytes per idle bucket: `used_memory` growth per key, as in the memory section \
          (below 1: the first is smaller). Workloads: hot key admitted, 100 000 random keys \
@@ -563,12 +566,14 @@ pub fn markdown(cfg: &Config, res: &Results, w: &mut String) {
             cells.push(ratio_cell(
                 fig(c.ours[i], deep),
                 fig(c.reference[i], deep),
-                Figure::rps,
+                RunResult::rps,
             ));
         }
         for i in 0..3 {
             cells.push(if p1 {
-                ratio_cell(fig(c.ours[i], 1), fig(c.reference[i], 1), |f| f.q(0.99))
+                ratio_cell(fig(c.ours[i], 1), fig(c.reference[i], 1), |r| {
+                    r.hist.quantile_us(0.99)
+                })
             } else {
                 "-".into()
             });
@@ -711,7 +716,7 @@ pub fn chart_panel(cfg: &Config, res: &Results) -> Option<Panel> {
                 else {
                     continue;
                 };
-                let v = fa.rps() / fb.rps();
+                let v = fa.paired_ratio(fb, RunResult::rps);
                 bars.push(Bar {
                     value: v,
                     color: if k == 0 { chart::DARK } else { chart::LIGHT },

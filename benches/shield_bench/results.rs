@@ -46,6 +46,24 @@ impl Figure {
             median(self.runs.iter().map(|r| r.other_cpu * 100.0).collect()),
         )
     }
+    /// `self ÷ other` of a per-run value, paired by round: the median of the
+    /// rounds' ratios. The runs of one round are seconds apart, while the
+    /// machine's speed can drift between rounds (a VM's host), which a ratio
+    /// of two medians picks up when the drift lands on one side only. Falls
+    /// back to the ratio of the medians when the runs do not pair up.
+    pub fn paired_ratio(&self, other: &Figure, value: impl Fn(&RunResult) -> f64) -> f64 {
+        if self.runs.len() != other.runs.len() || self.runs.is_empty() {
+            return median(self.runs.iter().map(&value).collect())
+                / median(other.runs.iter().map(&value).collect());
+        }
+        median(
+            self.runs
+                .iter()
+                .zip(&other.runs)
+                .map(|(a, b)| value(a) / value(b))
+                .collect(),
+        )
+    }
     pub fn rps_range(&self) -> (f64, f64) {
         let v: Vec<f64> = self.runs.iter().map(RunResult::rps).collect();
         (
