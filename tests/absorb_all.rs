@@ -12,7 +12,7 @@
 )]
 
 use shield_testkit::functions::{error_of, getkeys, Engine};
-use shield_testkit::{engine_tests, read_aof, Pair, ServerOptions, ShieldCommands};
+use shield_testkit::{engine_tests, read_aof_when, Pair, ServerOptions, ShieldCommands};
 
 engine_tests!(
     charges_every_bucket_or_none,
@@ -167,7 +167,10 @@ fn replicated_and_persisted_as_one_atomic_unit(engine: Engine) {
         assert_eq!(on_master, r.stored(key), "{engine}: {key}");
     }
     // The AOF holds the two writes inside MULTI/EXEC.
-    let aof = read_aof(&master);
+    let aof = read_aof_when(&master, |aof| {
+        aof.rfind("EXEC")
+            .is_some_and(|exec| aof.rfind("{t}:b").is_some_and(|b| b < exec))
+    });
     let multi = aof.rfind("MULTI").expect("MULTI in the AOF");
     let a = aof.rfind("{t}:a").expect("first key in the AOF");
     let b = aof.rfind("{t}:b").expect("second key in the AOF");

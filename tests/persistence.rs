@@ -14,7 +14,7 @@
 
 use shield_testkit::functions::Engine;
 use shield_testkit::{
-    engine_tests, info_field, read_aof, wait_until, Server, ServerOptions, ShieldCommands,
+    engine_tests, info_field, read_aof_when, wait_until, Server, ServerOptions, ShieldCommands,
 };
 
 engine_tests!(aof_restart_restores_buckets_exactly);
@@ -61,11 +61,14 @@ fn aof_restart_restores_buckets_exactly(engine: Engine) {
         "{engine}"
     );
     // The AOF holds the effects: the exact SET ... PXAT of each bucket.
-    let aof = read_aof(&s);
-    for key in ["p1", "p2"] {
-        let set = aof_set(key, &c.stored(key));
+    let sets: Vec<String> = ["p1", "p2"]
+        .into_iter()
+        .map(|key| aof_set(key, &c.stored(key)))
+        .collect();
+    let aof = read_aof_when(&s, |aof| sets.iter().all(|set| aof.contains(set.as_str())));
+    for set in &sets {
         assert!(
-            aof.contains(&set),
+            aof.contains(set.as_str()),
             "{engine}: {set:?} not in the AOF:\n{aof}"
         );
     }

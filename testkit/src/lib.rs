@@ -35,8 +35,8 @@ pub use key_slot::{key_slot, SLOTS};
 pub use pair::Pair;
 pub use rng::Rng;
 pub use server::{
-    info_field, module_path, read_aof, repo_root, server_binary, server_version_info,
-    wait_for_replication, wait_until, Server, ServerOptions,
+    info_field, module_path, read_aof, read_aof_when, repo_root, server_binary,
+    server_version_info, wait_for_replication, wait_until, Server, ServerOptions,
 };
 pub use shield::{
     absorb_cmd, keys_of_other_types, AbsorbAllReply, ShieldCommands, MALFORMED_NUMBERS,

@@ -550,6 +550,21 @@ impl Drop for Server {
     }
 }
 
+/// [`read_aof`] until `done` holds for its text, or 10 s have passed;
+/// returns the last text read (the caller asserts on it). The server writes
+/// its AOF from its event loop, and a reply can reach the client before the
+/// file has the write (seen on Valkey 9.1 in CI): poll, do not read once.
+pub fn read_aof_when(server: &Server, done: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = read_aof(server);
+        if done(&text) || Instant::now() >= deadline {
+            return text;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// Everything in the server's append-only files (the base and incremental
 /// parts of a multi-part AOF, or a single appendonly.aof), as text.
 pub fn read_aof(server: &Server) -> String {
