@@ -551,9 +551,11 @@ impl Drop for Server {
 }
 
 /// [`read_aof`] until `done` holds for its text, or 10 s have passed;
-/// returns the last text read (the caller asserts on it). The server writes
-/// its AOF from its event loop, and a reply can reach the client before the
-/// file has the write (seen on Valkey 9.1 in CI): poll, do not read once.
+/// returns the last text read (the caller asserts on it). With `appendfsync
+/// everysec` the server postpones writing its AOF buffer to the file while a
+/// background fsync runs (up to 2 s), but not its replies: a reply can reach
+/// the client before the file has the write (seen on Redis 7.0 and Valkey
+/// 9.1 in CI). Poll, do not read once.
 pub fn read_aof_when(server: &Server, done: impl Fn(&str) -> bool) -> String {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
