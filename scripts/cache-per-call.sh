@@ -44,26 +44,16 @@ while [ $# -gt 0 ]; do
     esac
 done
 [ $# -gt 0 ] || usage
-for tool in valgrind callgrind_control redis-benchmark redis-cli python3; do
-    command -v "$tool" >/dev/null || { echo "missing $tool (apt-get install valgrind redis-tools python3)" >&2; exit 1; }
-done
-server="${SHIELD_SERVER_BIN:-$(command -v redis-server || true)}"
-[ -x "$server" ] || { echo "no redis-server: set SHIELD_SERVER_BIN or install one" >&2; exit 1; }
-if [ -n "${SHIELD_MODULE:-}" ]; then
-    module="$SHIELD_MODULE"
-else
-    cargo build --release --quiet
-    module="$PWD/target/release/libredis_shield.so"
-fi
-work=$(mktemp -d)
+# shellcheck source=scripts/callgrind-common.sh
+. scripts/callgrind-common.sh
+need_tools valgrind callgrind_control redis-benchmark redis-cli python3
+pick_server_and_module
 pid=
 cleanup() {
     if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi
     rm -rf "$work"
 }
 trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 # The preload: the command once on every key, as RESP for redis-cli --pipe.
 preload() {

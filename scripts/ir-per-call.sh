@@ -43,23 +43,12 @@ while [ $# -gt 0 ]; do
     esac
 done
 [ $# -gt 0 ] || { echo "usage: $0 [-n N] [-P P] [-c C] [-t F] [-L] -- CMD ARGS... [-- CMD ARGS...]" >&2; exit 2; }
-for tool in valgrind redis-benchmark redis-cli; do
-    command -v "$tool" >/dev/null || { echo "missing $tool (apt-get install valgrind redis-tools)" >&2; exit 1; }
-done
-server="${SHIELD_SERVER_BIN:-$(command -v redis-server || true)}"
-[ -x "$server" ] || { echo "no redis-server: set SHIELD_SERVER_BIN or install one" >&2; exit 1; }
-# SHIELD_MODULE: another build of the module to measure (e.g. a copy of the
-# previous build, for a before/after comparison); default: build this tree.
-if [ -n "${SHIELD_MODULE:-}" ]; then
-    module="$SHIELD_MODULE"
-else
-    cargo build --release --quiet
-    module="$PWD/target/release/libredis_shield.so"
-fi
-work=$(mktemp -d)
+# shellcheck source=scripts/callgrind-common.sh
+. scripts/callgrind-common.sh
+need_tools valgrind redis-benchmark redis-cli python3
+pick_server_and_module
 trap 'rm -rf "$work"' EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 # ir <label> [cmd args...]: total Ir of a server run that serves the command
 ir() {

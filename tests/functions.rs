@@ -1126,35 +1126,30 @@ fn random_limits_across_the_library_range_match_the_engine() {
 fn library_acl_user_with_the_documented_commands_runs_every_path() {
     let server = Engine::Library.start_server();
     let mut admin = server.conn();
-    let _: () = redis::cmd("ACL")
-        .arg("SETUSER")
-        .arg("lim")
-        .arg("reset")
-        .arg("on")
-        .arg(">pw")
-        .arg("~rl:*")
-        .arg("-@all")
-        .arg("+fcall")
-        .arg("+fcall_ro")
-        .arg("+get")
-        .arg("+set")
-        .arg("+pttl")
-        .arg("+pexpiretime")
-        .arg("+time")
-        .query(&mut admin)
-        .unwrap();
-    let _: () = redis::cmd("ACL")
-        .arg("SETUSER")
-        .arg("bare")
-        .arg("reset")
-        .arg("on")
-        .arg(">pw")
-        .arg("~rl:*")
-        .arg("-@all")
-        .arg("+fcall")
-        .arg("+fcall_ro")
-        .query(&mut admin)
-        .unwrap();
+    let setuser = |admin: &mut Connection, name: &str, commands: &[&str]| {
+        let _: () = redis::cmd("ACL")
+            .arg("SETUSER")
+            .arg(name)
+            .arg(&["reset", "on", ">pw", "~rl:*", "-@all"])
+            .arg(commands)
+            .query(admin)
+            .unwrap();
+    };
+    // README's line, and FCALL alone.
+    setuser(
+        &mut admin,
+        "lim",
+        &[
+            "+fcall",
+            "+fcall_ro",
+            "+get",
+            "+set",
+            "+pttl",
+            "+pexpiretime",
+            "+time",
+        ],
+    );
+    setuser(&mut admin, "bare", &["+fcall", "+fcall_ro"]);
     let user = |name: &str| {
         let url = format!("redis://{name}:pw@127.0.0.1:{}/", server.port());
         redis::Client::open(url).unwrap().get_connection().unwrap()
