@@ -1167,28 +1167,19 @@ fn library_acl_user_with_the_documented_commands_runs_every_path() {
         }
         cmd.query(c)
     };
-    // First call, then the ~0 bucket, then denied.
-    assert_eq!(
-        fcall(&mut lim, "shield_absorb", &["1", "rl:a", "2", "60"]).unwrap(),
-        int(1)
-    );
-    assert_eq!(
-        fcall(&mut lim, "shield_absorb", &["1", "rl:a", "2", "60"]).unwrap(),
-        int(0)
-    );
-    assert_eq!(
-        fcall(&mut lim, "shield_absorb", &["1", "rl:a", "2", "60"]).unwrap(),
-        Value::Int(-1)
-    );
-    // A remainder (general path), WITHDETAILS, inspect, absorball.
-    assert_eq!(
-        fcall(&mut lim, "shield_absorb", &["1", "rl:r", "7", "1"]).unwrap(),
-        int(6)
-    );
-    assert_eq!(
-        fcall(&mut lim, "shield_absorb", &["1", "rl:r", "7", "1"]).unwrap(),
-        int(5)
-    );
+    // First call, then the ~0 bucket, then denied; then a remainder (the
+    // general path).
+    for (key, capacity, period, want) in [
+        ("rl:a", "2", "60", 1),
+        ("rl:a", "2", "60", 0),
+        ("rl:a", "2", "60", -1),
+        ("rl:r", "7", "1", 6),
+        ("rl:r", "7", "1", 5),
+    ] {
+        let got = fcall(&mut lim, "shield_absorb", &["1", key, capacity, period]);
+        assert_eq!(got.unwrap(), Value::Int(want), "{key}");
+    }
+    // WITHDETAILS, inspect, absorball.
     let details = fcall(
         &mut lim,
         "shield_absorb",

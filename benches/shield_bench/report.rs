@@ -112,106 +112,128 @@ impl Target {
     }
 }
 
+/// Throughput `a ÷ b` at pipeline `depth`, at least `limit`.
+fn throughput_target(
+    what: &str,
+    depth: usize,
+    (a, b): (&Figure, &Figure),
+    yard: &str,
+    ratio: f64,
+    limit: f64,
+) -> Target {
+    Target {
+        what: format!("{what}: throughput, pipeline {depth}"),
+        measured: format!("{} req/s", fmt_int(a.rps())),
+        yardstick: format!("{} req/s ({yard})", fmt_int(b.rps())),
+        ratio,
+        limit,
+        at_least: true,
+        valid: a.valid() && b.valid(),
+    }
+}
+
+/// p99 without pipelining, `a ÷ b`, at most `limit`.
+fn p99_target(
+    what: &str,
+    (a, b): (&Figure, &Figure),
+    yard: &str,
+    ratio: f64,
+    limit: f64,
+) -> Target {
+    Target {
+        what: format!("{what}: p99 latency, no pipelining"),
+        measured: format!("{} us", fmt_us(a.q(0.99))),
+        yardstick: format!("{} us ({yard})", fmt_us(b.q(0.99))),
+        ratio,
+        limit,
+        at_least: false,
+        valid: a.valid() && b.valid(),
+    }
+}
+
+/// Bytes per idle bucket, `a ÷ b`, at most 1.
+fn memory_target(what: &str, a: &MemFigure, b: &MemFigure, yard: &str) -> Target {
+    let (ma, mb) = (median(a.per_key.clone()), median(b.per_key.clone()));
+    Target {
+        what: what.into(),
+        measured: format!("{ma:.1} bytes"),
+        yardstick: format!("{mb:.1} bytes ({yard})"),
+        ratio: ma / mb,
+        limit: 1.0,
+        at_least: false,
+        valid: a.invalid.is_empty() && b.invalid.is_empty(),
+    }
+}
+
 pub fn targets(cfg: &Config, res: &Results) -> Vec<Target> {
     let mut t = Vec::new();
     let fig = |id: &str, d: usize| res.single.get(&(spec(id).id, d));
     let deep = cfg.pipelines.iter().copied().max().unwrap_or(16);
-    for (id, yard, what) in [
-        ("shield_hot", "set_hot", "admitted, one hot key"),
-        ("shield_rand", "set_rand", "admitted, 100k random keys"),
-        ("shield_denied", "get", "denied (drained bucket)"),
+    // Against the native SET/GET of the same server (ratios of medians).
+    for (id, yard, what, p99) in [
+        ("shield_hot", "set_hot", "admitted, one hot key", true),
+        (
+            "shield_rand",
+            "set_rand",
+            "admitted, 100k random keys",
+            true,
+        ),
+        ("shield_denied", "get", "denied (drained bucket)", false),
     ] {
+        let label = spec(yard).label;
         if let (Some(a), Some(b)) = (fig(id, deep), fig(yard, deep)) {
-            t.push(Target {
-                what: format!("{what}: throughput, pipeline {deep}"),
-                measured: format!("{} req/s", fmt_int(a.rps())),
-                yardstick: format!("{} req/s ({})", fmt_int(b.rps()), spec(yard).label),
-                ratio: a.rps() / b.rps(),
-                limit: 0.9,
-                at_least: true,
-                valid: a.valid() && b.valid(),
-            });
+            let ratio = a.rps() / b.rps();
+            t.push(throughput_target(what, deep, (a, b), label, ratio, 0.9));
         }
-    }
-    if cfg.pipelines.contains(&1) {
-        for (id, yard, what) in [
-            ("shield_hot", "set_hot", "one hot key"),
-            ("shield_rand", "set_rand", "100k random keys"),
-        ] {
-            if let (Some(a), Some(b)) = (fig(id, 1), fig(yard, 1)) {
-                t.push(Target {
-                    what: format!("{what}: p99 latency, no pipelining"),
-                    measured: format!("{} us", fmt_us(a.q(0.99))),
-                    yardstick: format!("{} us ({})", fmt_us(b.q(0.99)), spec(yard).label),
-                    ratio: a.q(0.99) / b.q(0.99),
-                    limit: 1.1,
-                    at_least: false,
-                    valid: a.valid() && b.valid(),
-                });
-            }
+        if let (true, Some(a), Some(b)) = (p99, fig(id, 1), fig(yard, 1)) {
+            let ratio = a.q(0.99) / b.q(0.99);
+            t.push(p99_target(what, (a, b), label, ratio, 1.1));
         }
     }
     if let (Some(a), Some(b)) = (res.mem("shield"), res.mem("set")) {
-        let (ma, mb) = (median(a.per_key.clone()), median(b.per_key.clone()));
-        t.push(Target {
-            what: "memory per idle bucket".into(),
-            measured: format!("{ma:.1} bytes"),
-            yardstick: format!("{mb:.1} bytes (SET k <16-digit int> PX)"),
-            ratio: ma / mb,
-            limit: 1.0,
-            at_least: false,
-            valid: a.invalid.is_empty() && b.invalid.is_empty(),
-        });
+        t.push(memory_target(
+            "memory per idle bucket",
+            a,
+            b,
+            "SET k <16-digit int> PX",
+        ));
     }
-    // Against Redis's own GCRA, same server binary (issue #13's targets).
-    for (ours, native, what) in [
-        ("ng_shield_hot", "ng_gcra_hot", "admitted, one hot key"),
+    // Against Redis's own GCRA, same server binary (issue #13's targets),
+    // paired by round.
+    let native = "native GCRA, same server";
+    for (ours, reference, what) in [
+        (
+            "ng_shield_hot",
+            "ng_gcra_hot",
+            "vs native GCRA, admitted, one hot key",
+        ),
         (
             "ng_shield_rand",
             "ng_gcra_rand",
-            "admitted, 100k random keys",
+            "vs native GCRA, admitted, 100k random keys",
         ),
         (
             "ng_shield_denied",
             "ng_gcra_denied",
-            "denied (drained bucket)",
+            "vs native GCRA, denied (drained bucket)",
         ),
     ] {
-        if let (Some(a), Some(b)) = (fig(ours, deep), fig(native, deep)) {
-            t.push(Target {
-                what: format!("vs native GCRA, {what}: throughput, pipeline {deep}"),
-                measured: format!("{} req/s", fmt_int(a.rps())),
-                yardstick: format!("{} req/s (native GCRA, same server)", fmt_int(b.rps())),
-                ratio: a.paired_ratio(b, RunResult::rps),
-                limit: 0.95,
-                at_least: true,
-                valid: a.valid() && b.valid(),
-            });
+        if let (Some(a), Some(b)) = (fig(ours, deep), fig(reference, deep)) {
+            let ratio = a.paired_ratio(b, RunResult::rps);
+            t.push(throughput_target(what, deep, (a, b), native, ratio, 0.95));
         }
-        if let (Some(a), Some(b)) = (fig(ours, 1), fig(native, 1)) {
-            t.push(Target {
-                what: format!("vs native GCRA, {what}: p99 latency, no pipelining"),
-                measured: format!("{} us", fmt_us(a.q(0.99))),
-                yardstick: format!("{} us (native GCRA, same server)", fmt_us(b.q(0.99))),
-                ratio: a.paired_ratio(b, |r| r.hist.quantile_us(0.99)),
-                limit: 1.05,
-                at_least: false,
-                valid: a.valid() && b.valid(),
-            });
+        if let (Some(a), Some(b)) = (fig(ours, 1), fig(reference, 1)) {
+            let ratio = a.paired_ratio(b, |r| r.hist.quantile_us(0.99));
+            t.push(p99_target(what, (a, b), native, ratio, 1.05));
         }
     }
     if let (Some(a), Some(b)) = (res.mem("ng_shield"), res.mem("ng_gcra")) {
-        let (ma, mb) = (median(a.per_key.clone()), median(b.per_key.clone()));
-        t.push(Target {
-            what: "vs native GCRA: memory per idle bucket (structural: see Instructions per call)"
-                .into(),
-            measured: format!("{ma:.1} bytes"),
-            yardstick: format!("{mb:.1} bytes (native GCRA key)"),
-            ratio: ma / mb,
-            limit: 1.0,
-            at_least: false,
-            valid: a.invalid.is_empty() && b.invalid.is_empty(),
-        });
+        t.push(memory_target(
+            "vs native GCRA: memory per idle bucket (structural: see Instructions per call)",
+            a,
+            b,
+            "native GCRA key",
+        ));
     }
     for &c in &cfg.cluster_clients {
         let a = res.cluster.get(&(Scenario::Mixed10, Strategy::Parallel, c));
@@ -605,7 +627,7 @@ fn library_markdown(cfg: &Config, res: &Results, w: &mut String) {
     let get = |id: &str, d: usize| res.single.get(&(spec(id).id, d));
     if !rows
         .iter()
-        .any(|r| get(r.1, 16).is_some() || get(r.1, 1).is_some())
+        .any(|r| cfg.pipelines.iter().any(|&d| get(r.1, d).is_some()))
     {
         return;
     }
